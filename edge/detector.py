@@ -1,0 +1,129 @@
+"""A model ready to run on frames: runtime + preprocessor + decoder, with the stages apart.
+
+The pipeline times each stage separately (decode, preprocess, infer, postprocess), so the
+detector exposes them one by one; :meth:`Detector.detect` runs all three for one image.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.config import ModelConfig
+from edge.decoders import DecodeSpec, build_decoder
+from edge.errors import ModelInvalid
+from edge.frame import Detections, Frame, Image
+from edge.models import ModelSpec, read_labels, resolve
+from edge.preprocess import Preprocessor, Transform, decode_jpeg, jpeg_size, reduction_for
+from edge.runtime.interpreter import Runner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    decode_ns: int = 0
+    preprocess_ns: int = 0
+    infer_ns: int = 0
+    postprocess_ns: int = 0
+
+
+class Detector:
+    def __init__(self, spec: ModelSpec, runner: Runner, cfg: ModelConfig) -> None:
+        self.spec, self.runner, self.cfg = spec, runner, cfg
+        self.name = spec.name
+        inp = runner.input
+        self.input_w, self.input_h = inp.width, inp.height
+        if spec.input_w and (spec.input_w, spec.input_h) != (inp.width, inp.height):
+            raise ModelInvalid(
+                f"model {spec.name}: manifest says input {spec.input_w}x{spec.input_h}, the file "
+                f"has {inp.width}x{inp.height}; the manifest entry is wrong"
+            )
+        labels = read_labels(cfg.labels) if cfg.labels else spec.labels
+        self.labels = labels
+        decode_spec = DecodeSpec(
+            input_w=inp.width, input_h=inp.height, params=spec.decoder_params, labels=labels,
+            score_threshold=cfg.threshold if cfg.threshold is not None else spec.threshold,
+            iou_threshold=cfg.iou if cfg.iou is not None else spec.iou,
+            max_detections=cfg.max_detections, nms=spec.nms_kind,
+        )
+        self.decoder = build_decoder(runner.outputs_info, decode_spec, cfg.decoder or spec.family)
+        quant = (inp.scale, inp.zero_point) if inp.dtype != np.float32 else (0.0, 0)
+        self.pre = Preprocessor(
+            inp.width, inp.height, inp.channels, inp.dtype,
+            spec.normalization if inp.dtype == np.float32 or quant[0] else "raw",
+            spec.resize, rgb=spec.color == "rgb", quant=quant,
+        )
+        self._reduce_cache: tuple[int, int, int] | None = None
+
+    @property
+    def family(self) -> str:
+        return self.decoder.family
+
+    # -- stages -------------------------------------------------------------------------------
+    def decode(self, frame: Frame) -> tuple[Image, int]:
+        """The frame's BGR image and the DCT reduction used (1 when not JPEG or not reduced)."""
+        if frame.jpeg is None:
+            assert frame.image is not None
+            return frame.image, 1
+        f = self._reduction(frame.jpeg)
+        return decode_jpeg(frame.jpeg, f), f
+
+    def _reduction(self, jpeg: bytes) -> int:
+        size = jpeg_size(jpeg)
+        if size is None:
+            return 1
+        c = self._reduce_cache
+        if c is None or c[:2] != size:
+            c = (*size, reduction_for(size[0], size[1], self.input_w, self.input_h))
+            self._reduce_cache = c
+        return c[2]
+
+    def preprocess(self, image: Image) -> Transform:
+        view = self.runner.input_view()
+        try:
+            return self.pre(image, view)
+        finally:
+            del view  # the interpreter refuses to invoke while a view into it lives
+
+    def infer(self) -> None:
+        self.runner.invoke()
+
+    def postprocess(self, t: Transform, reduction: int = 1) -> Detections:
+        outs = self.runner.outputs()
+        det = self.decoder.decode(outs)
+        del outs
+        if reduction != 1:
+            t = t.scaled(1.0 / reduction)
+        t.boxes_to_frame(det.boxes)
+        if det.keypoints is not None:
+            t.points_to_frame(det.keypoints)
+        return det
+
+    def detect(self, image: Image, times: dict[str, int] | None = None) -> Detections:
+        clock = time.perf_counter_ns
+        t0 = clock()
+        t = self.preprocess(image)
+        t1 = clock()
+        self.infer()
+        t2 = clock()
+        det = self.postprocess(t)
+        t3 = clock()
+        if times is not None:
+            times["preprocess"], times["infer"], times["postprocess"] = t1 - t0, t2 - t1, t3 - t2
+        return det
+
+    def bare_invoke_ns(self) -> int:
+        t0 = time.perf_counter_ns()
+        self.runner.invoke()
+        return time.perf_counter_ns() - t0
+
+
+def load_detector(cfg: ModelConfig) -> Detector:
+    spec, path = resolve(cfg.name, cfg.dir)
+    runner = Runner(path, threads=cfg.threads, delegate=cfg.delegate,
+                    delegate_options=dict(cfg.delegate_options))
+    return Detector(spec, runner, cfg)

@@ -1,0 +1,111 @@
+"""The one-slot handoff between the capture thread and the worker: the latest frame wins.
+
+A camera delivers frames at its own rate whether or not inference keeps up. If the capture
+thread waited for the worker, the driver's own buffers would fill and the frames the worker
+finally saw would be old; if frames queued up, every frame would be late. So the capture
+thread only ever *replaces* the frame in the slot (``put`` never blocks), and each frame it
+overwrites before the worker took it is counted as dropped: the drop count is the measure of
+how far inference is behind the camera (Frigate counts the same thing).
+
+``lossless=True`` is the offline variant for the ``process-all`` policy: ``put`` waits, with a
+timeout, until the worker has taken the previous frame, so a video file is processed frame by
+frame and nothing is dropped. It is never used with a live source.
+
+End of stream is explicit: :meth:`close` makes :meth:`get` return :data:`END` once the last
+frame has been taken, so the worker never has to guess from a timeout.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from typing import Final, Literal
+
+from edge.frame import Frame
+
+
+class _End(enum.Enum):
+    END = "end of stream"
+
+
+#: what :meth:`LatestSlot.get` returns once the slot is closed and empty
+END: Final = _End.END
+EndOfStream = Literal[_End.END]
+
+
+class LatestSlot:
+    """A one-frame mailbox; ``put`` overwrites (and counts the drop), ``get`` blocks with a
+    timeout on a Condition."""
+
+    def __init__(self, *, lossless: bool = False) -> None:
+        self.lossless = lossless
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._closed = False
+        self._put = 0
+        self._dropped = 0
+        self._taken = 0
+
+    def put(self, frame: Frame, timeout_s: float = 0.25) -> Frame | None:
+        """Offer a frame; returns the frame it overwrote (now dropped), if any.
+
+        In lossless mode the call waits up to ``timeout_s`` for the slot to empty and returns
+        ``frame`` itself when it could not be placed, so the caller can retry (and check its
+        stop event in between) without ever losing it.
+        """
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("put on a closed LatestSlot")
+            if self.lossless and self._frame is not None:
+                if not self._cond.wait_for(lambda: self._frame is None, timeout_s):
+                    return frame
+            old, self._frame = self._frame, frame
+            self._put += 1
+            if old is not None:
+                self._dropped += 1
+            self._cond.notify_all()
+            return old
+
+    def get(self, timeout_s: float) -> Frame | EndOfStream | None:
+        """The newest frame; :data:`END` when closed and empty; None when ``timeout_s`` ran out."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout_s):
+                return None
+            frame, self._frame = self._frame, None
+            if frame is None:
+                return END
+            self._taken += 1
+            self._cond.notify_all()  # a lossless put may be waiting for the slot
+            return frame
+
+    def close(self) -> None:
+        """No more frames: the worker gets the frame still in the slot, then :data:`END`."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def pending(self) -> bool:
+        """True when a frame is waiting (the worker has no slack to spend)."""
+        return self._frame is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def dropped(self) -> int:
+        """Frames overwritten before the worker took them."""
+        with self._cond:
+            return self._dropped
+
+    @property
+    def offered(self) -> int:
+        """Frames put into the slot."""
+        with self._cond:
+            return self._put
+
+    @property
+    def taken(self) -> int:
+        """Frames the worker took."""
+        with self._cond:
+            return self._taken

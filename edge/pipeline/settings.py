@@ -1,0 +1,136 @@
+"""The pipeline's config sections: ``[pipeline]``, ``[degrade]`` and ``[watchdog]``.
+
+Frozen, validated at construction (so a bad value in a TOML file or on the command line is a
+:class:`~edge.errors.ConfigError` naming the key and the accepted range). Nothing here reads
+the environment; :func:`default_miss_log` takes the environment as an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.config import check_choice, check_range
+from edge.errors import ConfigError
+
+#: what the worker does with a frame already past its deadline when it picks it up
+#: (``skip-stale``: drop it and count a miss with cause ``queue``; ``process-all``: process it
+#: anyway, and the capture thread waits for the worker instead of overwriting frames: for
+#: offline runs on files, where every frame matters and nothing is live)
+STALE_POLICIES: tuple[str, ...] = ("skip-stale", "process-all")
+
+#: how the pipeline sheds load after repeated misses (``every-k``: run inference on every k-th
+#: frame and reuse the last boxes, marked stale, in between; ``off``: never shed)
+DEGRADE_POLICIES: tuple[str, ...] = ("every-k", "off")
+
+#: default miss-log location when neither the config nor systemd (``$STATE_DIRECTORY``) says
+DEFAULT_STATE_DIR = "edge-state"
+MISS_LOG_NAME = "misses.jsonl"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """``[pipeline]``: the frame deadline and what to do with late frames.
+
+    budget_ms  the frame deadline after capture; ``1000 / fps`` when unset, where fps is the
+               source's (a paced file's own rate, a camera's negotiated rate, or ``--fps``)
+    policy     one of :data:`STALE_POLICIES`
+    frames     stop after this many captured frames (None: until stopped or end of stream)
+    gc         GC discipline: freeze start-up objects, defer gen-2 collection into the slack
+               between frames (see :mod:`edge.pipeline.gcslack`)
+    """
+
+    budget_ms: float | None = None
+    policy: str = "skip-stale"
+    frames: int | None = None
+    gc: bool = True
+
+    def __post_init__(self) -> None:
+        if self.budget_ms is not None:
+            check_range("pipeline.budget_ms", self.budget_ms, 0.1, 60_000.0)
+        check_choice("pipeline.policy", self.policy, STALE_POLICIES)
+        if self.frames is not None:
+            check_range("pipeline.frames", self.frames, 1, None)
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    """``[degrade]``: shed load after repeated misses, step back up with hysteresis.
+
+    policy          one of :data:`DEGRADE_POLICIES`
+    after_misses    consecutive misses that halve the inference rate (k doubles)
+    max_every       the largest k (inference on every k-th frame at most)
+    recover_ratio   step back up (k halves) when the p95 capture-to-result latency of the last
+                    ``recover_frames`` inferred frames is below this fraction of the budget
+                    and none of them missed
+    recover_frames  how many inferred frames that must hold before each step up
+    """
+
+    policy: str = "every-k"
+    after_misses: int = 3
+    max_every: int = 8
+    recover_ratio: float = 0.6
+    recover_frames: int = 30
+
+    def __post_init__(self) -> None:
+        check_choice("degrade.policy", self.policy, DEGRADE_POLICIES)
+        check_range("degrade.after_misses", self.after_misses, 1, 10_000)
+        check_range("degrade.max_every", self.max_every, 1, 1024)
+        check_range("degrade.recover_ratio", self.recover_ratio, 0.01, 1.0)
+        check_range("degrade.recover_frames", self.recover_frames, 1, 100_000)
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    """``[watchdog]``: the miss log and the deadline watchdog's reporting.
+
+    miss_log           JSON-lines file of miss and run records; ``-`` for stdout (the journal
+                       under systemd); unset: :func:`default_miss_log`
+    max_bytes          rotate the miss log past this size
+    backups            rotated files kept (``misses.jsonl.1`` ...)
+    stuck_ms           a frame still in a stage this long after its deadline is reported at
+                       once, naming the stage (a hung delegate shows up while it hangs); a frame
+                       that finishes sooner is reported when it finishes, with all its stages
+    status_interval_s  how often STATUS= (fps, p99, miss rate) goes to systemd
+    run_record_s       how often a ``{"type": "run"}`` counters record goes to the miss log
+    """
+
+    miss_log: str | None = None
+    max_bytes: int = 5 * 1024 * 1024
+    backups: int = 3
+    stuck_ms: float = 100.0
+    status_interval_s: float = 5.0
+    run_record_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        check_range("watchdog.max_bytes", self.max_bytes, 4096, None)
+        check_range("watchdog.backups", self.backups, 0, 1000)
+        check_range("watchdog.stuck_ms", self.stuck_ms, 0.0, 600_000.0)
+        check_range("watchdog.status_interval_s", self.status_interval_s, 0.1, 3600.0)
+        check_range("watchdog.run_record_s", self.run_record_s, 1.0, 86_400.0)
+
+
+def default_miss_log(environ: Mapping[str, str]) -> Path:
+    """Where the miss log goes when the config does not say.
+
+    Under systemd with ``StateDirectory=edge-vision`` the unit gets ``$STATE_DIRECTORY``
+    (``/var/lib/edge-vision``), which survives restarts and is writable by the service user;
+    systemd may pass several directories separated by ``:`` and the first is ours. Outside
+    systemd the log goes to ``./edge-state/misses.jsonl`` beside where ``edge run`` was
+    started, so a run from a checkout leaves its log where the operator can see it.
+    """
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state or DEFAULT_STATE_DIR) / MISS_LOG_NAME
+
+
+def budget_ns(cfg: PipelineConfig, source_fps: float | None) -> int:
+    """The frame budget in ns: ``budget_ms``, else one frame period of the source."""
+    if cfg.budget_ms is not None:
+        return round(cfg.budget_ms * 1e6)
+    if source_fps is None or source_fps <= 0:
+        raise ConfigError(
+            "cannot derive the frame budget: the source reports no frame rate; "
+            "pass --budget-ms B or --fps F"
+        )
+    return round(1e9 / source_fps)

@@ -1,0 +1,71 @@
+"""Shared fixtures: real models from the manifest, real images and real footage.
+
+scripts/test fetches models and samples before pytest runs; a test that needs them and finds
+them missing fails with the command that fixes it (it does not skip).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("EDGE_CACHE", str(ROOT / ".cache"))
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    from edge.samples import samples_dir as sd
+
+    d = sd()
+    if not (d / "vtest.avi").is_file():
+        pytest.fail(f"sample footage missing in {d}: run scripts/test (or `edge samples fetch`)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def models_ready() -> None:
+    from edge.models import status
+
+    missing = [s.name for s, st in status() if st != "ok"]
+    if missing:
+        pytest.fail(f"models not fetched: {missing}; run scripts/test (or `edge models fetch`)")
+
+
+@pytest.fixture(scope="session")
+def astronaut(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import skimage.data
+
+    p = tmp_path_factory.mktemp("img") / "astronaut.png"
+    cv2.imwrite(str(p), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    return p
+
+
+def video_frames(path: Path, every: int, limit: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out: list[np.ndarray] = []
+    i = 0
+    while len(out) < limit:
+        ok, f = cap.read()
+        if not ok:
+            break
+        if i % every == 0:
+            out.append(f)
+        i += 1
+    cap.release()
+    return out
+
+
+@pytest.fixture(scope="session")
+def megamind_pngs(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("megamind")
+    paths = []
+    for i, f in enumerate(video_frames(samples_dir / "Megamind.avi", every=40, limit=7)):
+        p = d / f"megamind_{i:02d}.png"
+        cv2.imwrite(str(p), f)
+        paths.append(p)
+    return paths
