@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,21 +24,11 @@ else:  # pragma: no cover - Jetson's Python 3.10
     import tomli as tomllib
 
 from edge.errors import ConfigError
+from edge.pipeline.settings import DegradeConfig, PipelineConfig, WatchdogConfig
+from edge.sources.base import SourceOptions
+from edge.validate import check_choice, check_range, from_mapping
 
-T = TypeVar("T")
-
-
-def check_range(key: str, value: float, lo: float | None, hi: float | None) -> None:
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ConfigError(f"{key} = {value!r} is out of range: expected {lo_s} .. {hi_s}")
-
-
-def check_choice(key: str, value: str, choices: typing.Iterable[str]) -> None:
-    choices = tuple(choices)
-    if value not in choices:
-        raise ConfigError(f"{key} = {value!r} is not accepted: expected one of {', '.join(choices)}")
+__all__ = ["Config", "ModelConfig", "check_choice", "check_range", "from_mapping", "tomllib"]
 
 
 @dataclass(frozen=True)
@@ -66,8 +54,21 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class SourceConfig(SourceOptions):
+    """``[source]``: how to open the source (see :class:`edge.sources.base.SourceOptions`)."""
+
+    spec: str | None = None  # "demo", "0", "/dev/video0", "picamera2", "rtsp://...", a file ...
+
+
+@dataclass(frozen=True)
 class Config:
+    """The whole config file: one section per stage. Flags override it (``merged``)."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
     @classmethod
     def load(cls, path: str | Path | None) -> Config:
@@ -95,66 +96,3 @@ class Config:
         return from_mapping(type(self), raw, where="command line")
 
 
-def _type_name(tp: Any) -> str:
-    args = typing.get_args(tp)
-    if args:
-        return " or ".join(_type_name(a) for a in args)
-    return {str: "a string", int: "an integer", float: "a number", bool: "true/false"}.get(
-        tp, "a table" if dataclasses.is_dataclass(tp) else getattr(tp, "__name__", str(tp))
-    )
-
-
-def _coerce(key: str, tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(key, a, value, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: {key} must be a table of key = value, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
-    if origin in (tuple, list):
-        (elem,) = typing.get_args(tp)[:1]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
-        return tuple(_coerce(f"{key}[{i}]", elem, v, where) for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: [{key}] must be a table, got {value!r}")
-        return from_mapping(tp, value, where=where, prefix=f"{key}.")
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: {key} must be true/false, got {value!r}")
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
-    if tp in (str, float) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
-    return value
-
-
-def from_mapping(cls: type[T], raw: Mapping[str, Any], *, where: str, prefix: str = "") -> T:
-    """Build the frozen dataclass ``cls`` from a mapping, rejecting unknown keys and bad types."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in fields:
-            accepted = ", ".join(sorted(fields))
-            raise ConfigError(
-                f"{where}: unknown key {prefix}{key!s}; accepted keys here: {accepted}"
-            )
-        kwargs[key] = _coerce(f"{prefix}{key}", hints[key], value, where)
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None

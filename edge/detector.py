@@ -58,6 +58,7 @@ class Detector:
             spec.resize, rgb=spec.color == "rgb", quant=quant,
         )
         self._reduce_cache: tuple[int, int, int] | None = None
+        self._scaled: tuple[tuple[Transform, int], Transform] | None = None
 
     @property
     def family(self) -> str:
@@ -97,7 +98,10 @@ class Detector:
         det = self.decoder.decode(outs)
         del outs
         if reduction != 1:
-            t = t.scaled(1.0 / reduction)
+            key = (t, reduction)
+            if self._scaled is None or self._scaled[0] != key:
+                self._scaled = (key, t.scaled(1.0 / reduction))
+            t = self._scaled[1]
         t.boxes_to_frame(det.boxes)
         if det.keypoints is not None:
             t.points_to_frame(det.keypoints)

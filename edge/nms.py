@@ -55,7 +55,7 @@ def greedy_nms(
         return np.zeros(0, np.intp)
     xywh = _to_xywh(boxes)
     if class_ids is None:
-        kept: Any = cv2.dnn.NMSBoxes(xywh, s, score_threshold, iou_threshold, 1.0, top_k)
+        kept: Any = _dnn().NMSBoxes(xywh, s, score_threshold, iou_threshold, 1.0, top_k)
     else:
         cls = np.ascontiguousarray(class_ids, dtype=np.int32).reshape(-1)
         if cls.shape != s.shape:
@@ -64,6 +64,11 @@ def greedy_nms(
     # OpenCV returns an int32 array, an (M, 1) array (some 4.x builds) or () when nothing is kept
     keep = np.asarray(kept, dtype=np.intp).reshape(-1)
     return keep[:max_detections] if max_detections > 0 else keep
+
+
+def _dnn() -> Any:
+    # OpenCV's stubs type these arguments as Sequence[...]; ndarrays are what it converts fastest
+    return cv2.dnn
 
 
 def _as_boxes_scores(
@@ -99,14 +104,14 @@ def _nms_batched(
     iou_threshold: float,
     top_k: int,
 ) -> Any:
-    batched = getattr(cv2.dnn, "NMSBoxesBatched", None)
+    batched = getattr(_dnn(), "NMSBoxesBatched", None)
     if batched is not None:
         return batched(xywh, scores, class_ids, score_threshold, iou_threshold, 1.0, top_k)
     # OpenCV < 4.7 (JetPack's 4.5) has no NMSBoxesBatched: apply the same per-class offset here
     span = float((xywh[:, :2] + xywh[:, 2:]).max()) + 1.0
     shifted = xywh.copy()
     shifted[:, :2] += class_ids[:, None].astype(np.float64) * span
-    return cv2.dnn.NMSBoxes(shifted, scores, score_threshold, iou_threshold, 1.0, top_k)
+    return _dnn().NMSBoxes(shifted, scores, score_threshold, iou_threshold, 1.0, top_k)
 
 
 def weighted_nms(
@@ -140,44 +145,53 @@ def weighted_nms(
     kps = None if keypoints is None else np.asarray(keypoints, dtype=np.float64)
     if kps is not None and (kps.ndim != 3 or kps.shape[0] != s.shape[0] or kps.shape[2] != 2):
         raise ValueError(f"keypoints must be ({s.shape[0]}, K, 2), got {kps.shape}")
-    out_boxes: list[npt.NDArray[np.float64]] = []
-    out_scores: list[float] = []
-    out_kps: list[npt.NDArray[np.float64]] = []
-    overlap = _MediaPipeIoU(boxes)
-    remaining = np.argsort(-s, kind="stable")
-    while remaining.size and (max_detections <= 0 or len(out_boxes) < max_detections):
-        top = int(remaining[0])
-        in_cluster = overlap(top, remaining) > np.float32(iou_threshold)
-        cluster = remaining[in_cluster]
-        w = s[cluster].astype(np.float64)
-        total = w.sum()
-        if total > 0:  # MediaPipe would divide 0 by 0 here (all-zero scores); keep the box
-            out_boxes.append(w @ boxes[cluster] / total)
-            if kps is not None:
-                out_kps.append(np.tensordot(w, kps[cluster], axes=1) / total)
-        else:
-            out_boxes.append(boxes[top])
-            if kps is not None:
-                out_kps.append(kps[top])
-        out_scores.append(float(s[top]))
-        if not cluster.size:
-            break
-        remaining = remaining[~in_cluster]
-    return _stack_weighted(out_boxes, out_scores, out_kps, kps)
-
-
-def _stack_weighted(
-    out_boxes: list[npt.NDArray[np.float64]],
-    out_scores: list[float],
-    out_kps: list[npt.NDArray[np.float64]],
-    kps: npt.NDArray[np.float64] | None,
-) -> tuple[FloatArray, FloatArray, FloatArray | None]:
-    m = len(out_boxes)
-    b = np.asarray(out_boxes, dtype=np.float32).reshape(m, 4)
-    sc = np.asarray(out_scores, dtype=np.float32).reshape(m)
+    n = s.shape[0]
+    packed = boxes if kps is None else np.concatenate([boxes, kps.reshape(n, 2 * kps.shape[1])], axis=1)
+    out, out_scores = weighted_nms_packed(packed, s, iou_threshold, max_detections)
+    m = out.shape[0]
     if kps is None:
-        return b, sc, None
-    return b, sc, np.asarray(out_kps, dtype=np.float32).reshape(m, kps.shape[1], 2)
+        return out, out_scores, None
+    return out[:, :4], out_scores, out[:, 4:].reshape(m, kps.shape[1], 2)
+
+
+def weighted_nms_packed(
+    packed: npt.NDArray[Any],
+    scores: npt.NDArray[np.float32],
+    iou_threshold: float,
+    max_detections: int = -1,
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`weighted_nms` on rows ``[x1, y1, x2, y2, k0x, k0y, ...]`` kept in one array.
+
+    The decoders' hot path: one matrix product per output cluster merges box and keypoints
+    together, and the overlaps of all candidates are computed once up front (the candidates that
+    pass the score threshold are few), so each cluster costs a row lookup. Returns float32 rows
+    and scores.
+    """
+    n = scores.shape[0]
+    if n == 0:
+        return np.zeros((0, packed.shape[1]), np.float32), np.zeros((0,), np.float32)
+    order = np.argsort(-scores, kind="stable")
+    rows = packed[order].astype(np.float64)
+    ws = scores[order].astype(np.float64)
+    member = _MediaPipeIoU(rows[:, :4]).matrix() > np.float32(iou_threshold)
+    if member[0].all():  # the common frame: one object, every candidate in its cluster
+        return (ws @ rows / ws.sum()).astype(np.float32)[None], ws[:1].astype(np.float32)
+    out_rows: list[npt.NDArray[np.float64]] = []
+    out_idx: list[int] = []
+    remaining = np.arange(n)
+    while remaining.size and (max_detections <= 0 or len(out_rows) < max_detections):
+        top = int(remaining[0])
+        in_cluster = member[top, remaining]
+        cluster = remaining[in_cluster]
+        out_idx.append(top)
+        if not cluster.size:  # a zero-size best box: emitted unchanged, and the loop ends
+            out_rows.append(rows[top])
+            break
+        w = ws[cluster]
+        out_rows.append(w @ rows[cluster] / w.sum())
+        remaining = remaining[~in_cluster]
+    return (np.asarray(out_rows, np.float32).reshape(len(out_rows), packed.shape[1]),
+            ws[out_idx].astype(np.float32))
 
 
 class _MediaPipeIoU:
@@ -193,6 +207,18 @@ class _MediaPipeIoU:
         self.x1, self.y1, self.x2, self.y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
         self.area = (self.x2 - self.x1) * (self.y2 - self.y1)
         self.valid = (self.x1 <= self.x2) & (self.y1 <= self.y2)
+
+    def matrix(self) -> npt.NDArray[np.float32]:
+        """(N, N) IoU of every box with every box, by the same rules as ``__call__``."""
+        x1, y1, x2, y2 = self.x1, self.y1, self.x2, self.y2
+        ix1, iy1 = np.maximum(x1[:, None], x1), np.maximum(y1[:, None], y1)
+        ix2, iy2 = np.minimum(x2[:, None], x2), np.minimum(y2[:, None], y2)
+        hit = (self.valid[:, None] & self.valid) & (ix1 <= ix2) & (iy1 <= iy2)
+        inter = np.where(hit, (ix2 - ix1) * (iy2 - iy1), np.float32(0.0))
+        norm = self.area[:, None] + self.area - inter
+        out = np.zeros(inter.shape, np.float32)
+        np.divide(inter, norm, out=out, where=hit & (norm > 0))
+        return out
 
     def __call__(self, top: int, rest: IndexArray) -> npt.NDArray[np.float32]:
         x1, y1, x2, y2 = self.x1[rest], self.y1[rest], self.x2[rest], self.y2[rest]

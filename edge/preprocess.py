@@ -31,6 +31,9 @@ NORMALISATIONS: dict[str, tuple[float, float]] = {
 RESIZE_MODES = ("letterbox", "stretch")
 
 
+_VECTORS: dict[Transform, tuple[npt.NDArray[np.float32], ...]] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Transform:
     """Frame pixels -> tensor pixels: ``x_t = sx * x + ox``, ``y_t = sy * y + oy``."""
@@ -61,21 +64,31 @@ class Transform:
 
     def boxes_to_frame(self, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Undo the warp for (N, 4) x1,y1,x2,y2 boxes, in place; clipped to the frame."""
-        boxes[:, 0::2] -= self.ox
-        boxes[:, 0::2] /= self.sx
-        boxes[:, 1::2] -= self.oy
-        boxes[:, 1::2] /= self.sy
-        np.clip(boxes[:, 0::2], 0, self.frame_w, out=boxes[:, 0::2])
-        np.clip(boxes[:, 1::2], 0, self.frame_h, out=boxes[:, 1::2])
+        off, scale, hi = self._vectors()
+        np.subtract(boxes, off, out=boxes)
+        np.divide(boxes, scale, out=boxes)
+        np.clip(boxes, 0.0, hi, out=boxes)
         return boxes
 
     def points_to_frame(self, pts: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Undo the warp for (..., 2) points, in place (not clipped: keypoints may lie outside)."""
-        pts[..., 0] -= self.ox
-        pts[..., 0] /= self.sx
-        pts[..., 1] -= self.oy
-        pts[..., 1] /= self.sy
+        off, scale, _ = self._vectors()
+        np.subtract(pts, off[:2], out=pts)
+        np.divide(pts, scale[:2], out=pts)
         return pts
+
+    def _vectors(self) -> tuple[npt.NDArray[np.float32], ...]:
+        # computed once per transform (a camera's transform never changes): per-frame undo is
+        # three array operations on the boxes and two on the keypoints
+        v = _VECTORS.get(self)
+        if v is None:
+            v = (np.array([self.ox, self.oy] * 2, np.float32),
+                 np.array([self.sx, self.sy] * 2, np.float32),
+                 np.array([self.frame_w, self.frame_h] * 2, np.float32))
+            if len(_VECTORS) > 64:
+                _VECTORS.clear()
+            _VECTORS[self] = v
+        return v
 
     def scaled(self, factor: float) -> Transform:
         """The transform for the same frame decoded ``factor`` times smaller (reduced JPEG)."""

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from edge.decoders.base import DecodeSpec, Decoder, TensorInfo
 from edge.frame import Detections
-from edge.nms import weighted_nms
+from edge.nms import weighted_nms, weighted_nms_packed
 
 ANCHOR_KEYS = frozenset({
     "num_layers", "min_scale", "max_scale", "strides", "anchor_offset_x", "anchor_offset_y",
@@ -153,6 +153,33 @@ class MediaPipeDecoder(Decoder):
         self.box_from_kp = (int(bfk[0]), int(bfk[1])) if bfk else None
         self.box_scale = float(p.get("box_scale", 1.0))
         self.size = np.array([spec.input_w, spec.input_h], np.float32)
+        self.width = 4 + 2 * self.num_kp
+        if not self.exp_size:
+            self._linear_plan()
+
+    def _linear_plan(self) -> None:
+        """Without exponential sizes, every output coordinate is linear in the raw values:
+        ``row = (raw @ L) * S[anchor] + O[anchor]`` gives [x1, y1, x2, y2, kx, ky, ...] in input
+        pixels in three array operations (MediaPipe's DecodeBoxes, folded into one matrix)."""
+        w, nc = self.width, self.num_coords
+        lin = np.zeros((nc, w), np.float32)
+        xs, ys, ws, hs = (float(v) for v in self.scale)
+        bx, by, bw, bh = (self.box_off + i for i in ((0, 1, 2, 3) if self.reverse else (1, 0, 3, 2)))
+        for col, sign in ((0, -1), (2, 1)):
+            lin[bx, col] = 1 / xs
+            lin[bw, col] = sign / (2 * ws)
+            lin[by, col + 1] = 1 / ys
+            lin[bh, col + 1] = sign / (2 * hs)
+        for k in range(self.num_kp):
+            kx = self.kp_off + k * self.kp_vals + (0 if self.reverse else 1)
+            ky = self.kp_off + k * self.kp_vals + (1 if self.reverse else 0)
+            lin[kx, 4 + 2 * k] = 1 / xs
+            lin[ky, 5 + 2 * k] = 1 / ys
+        size = np.tile(self.size, w // 2)
+        anc = self.anchors
+        self._lin = lin
+        self._mul = (np.tile(anc[:, 2:4], w // 2) * size).astype(np.float32)
+        self._add = (np.tile(anc[:, 0:2], w // 2) * size).astype(np.float32)
 
     def decode(self, tensors: Sequence[npt.NDArray[np.float32]]) -> Detections:
         raw = tensors[self._box_i][0]
@@ -165,6 +192,8 @@ class MediaPipeDecoder(Decoder):
             if self.clip:
                 scores = np.clip(scores, -self.clip, self.clip)
             scores = 1.0 / (1.0 + np.exp(-scores))
+        if not self.exp_size:
+            return self._decode_linear(raw, idx, scores.astype(np.float32))
         boxes, kps = self._boxes(raw[idx], self.anchors[idx])
         boxes, scores, kps = weighted_nms(
             boxes, scores.astype(np.float32), kps, self.spec.iou_threshold,
@@ -175,6 +204,22 @@ class MediaPipeDecoder(Decoder):
             if self.box_from_kp is not None:
                 boxes = self._person_boxes(kps)
         return Detections(boxes, scores, np.zeros(len(scores), np.int32), kps, self.spec.labels)
+
+    def _decode_linear(
+        self, raw: npt.NDArray[np.float32], idx: npt.NDArray[np.intp],
+        scores: npt.NDArray[np.float32],
+    ) -> Detections:
+        rows = raw[idx] @ self._lin
+        rows *= self._mul[idx]
+        rows += self._add[idx]
+        rows, scores = weighted_nms_packed(rows, scores, self.spec.iou_threshold,
+                                           self.spec.max_detections)
+        n = rows.shape[0]
+        kps = rows[:, 4:].reshape(n, self.num_kp, 2) if self.num_kp else None
+        boxes = rows[:, :4]
+        if kps is not None and self.box_from_kp is not None:
+            boxes = self._person_boxes(kps)
+        return Detections(boxes, scores, np.zeros(n, np.int32), kps, self.spec.labels)
 
     def _boxes(
         self, raw: npt.NDArray[np.float32], anc: npt.NDArray[np.float32]

@@ -27,7 +27,8 @@ So: boxes and count by shape; classes vs scores by name (the tables above, then 
 ``class``/``score``), then by tensor index, then by pycoral's rule (count last means TF1 order).
 The manifest can settle it: ``outputs = {boxes = NAME, classes = NAME, scores = NAME,
 count = NAME}``. ``label_offset`` is added to class ids, for label files that start with a
-background entry (COCO's ``???``).
+background entry (COCO's ``???``). NMS has run inside the op, so the model's ``nms`` kind does
+not apply here.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.decoders.base import DecodeSpec, Decoder, TensorInfo, describe_outputs
+from edge.decoders.base import Decoder, DecodeSpec, TensorInfo, describe_outputs
 from edge.errors import ConfigError, ModelInvalid
 from edge.frame import Detections
 
@@ -48,7 +49,12 @@ log = logging.getLogger(__name__)
 
 ROLES: tuple[str, ...] = ("boxes", "classes", "scores", "count")
 # name -> role for the two known exporters
-_TF1 = {"TFLite_Detection_PostProcess" + s: r for s, r in zip(("", ":1", ":2", ":3"), ROLES)}
+_TF1 = {
+    "TFLite_Detection_PostProcess": "boxes",
+    "TFLite_Detection_PostProcess:1": "classes",
+    "TFLite_Detection_PostProcess:2": "scores",
+    "TFLite_Detection_PostProcess:3": "count",
+}
 _TF2 = {0: "count", 1: "scores", 2: "classes", 3: "boxes"}
 _TF2_NAME = re.compile(r"StatefulPartitionedCall(?:_\d+)?:(\d)$")
 _WORDS = {"classes": ("class", "categor", "label"), "scores": ("score", "conf")}
@@ -62,7 +68,7 @@ class _Unfit(Exception):
         self.config = config
 
 
-class SsdDecoder(Decoder):
+class SSDDecoder(Decoder):
     family: ClassVar[str] = "ssd"
     param_names: ClassVar[frozenset[str]] = frozenset({"outputs", "label_offset"})
 
@@ -78,7 +84,9 @@ class SsdDecoder(Decoder):
         try:
             pos, how = _assign(outputs, spec.params.get("outputs"))
         except _Unfit as e:
-            raise (ConfigError if e.config else ModelInvalid)(f"ssd decoder: {e}") from None
+            raise (ConfigError if e.config else ModelInvalid)(
+                f"ssd decoder: {e} (model outputs: {describe_outputs(outputs)})"
+            ) from None
         self._boxes, self._classes, self._scores, self._count = (pos[r] for r in ROLES)
         self._names = {r: outputs[pos[r]].name for r in ROLES}
         offset = spec.params.get("label_offset", 0)
@@ -92,8 +100,7 @@ class SsdDecoder(Decoder):
         w, h = float(spec.input_w), float(spec.input_h)
         # ymin, xmin, ymax, xmax (normalised) -> x1, y1, x2, y2 (input pixels)
         self._order = np.array([1, 0, 3, 2])
-        self._scale = np.array([w, h, w, h], np.float32)
-        self._high = np.array([w, h, w, h], np.float32)
+        self._size = np.array([w, h, w, h], np.float32)
         log.info("ssd outputs (%s): %s", how, ", ".join(f"{r}={self._names[r]!r}" for r in ROLES))
 
     def decode(self, tensors: Sequence[npt.NDArray[np.float32]]) -> Detections:
@@ -106,8 +113,8 @@ class SsdDecoder(Decoder):
         keep = keep[np.argsort(-scores[keep], kind="stable")]  # the op sorts; make sure
         if self._spec.max_detections > 0:
             keep = keep[: self._spec.max_detections]
-        xyxy = boxes[keep][:, self._order] * self._scale
-        np.clip(xyxy, 0.0, self._high, out=xyxy)
+        xyxy = boxes[keep][:, self._order] * self._size
+        np.clip(xyxy, 0.0, self._size, out=xyxy)
         classes = tensors[self._classes].reshape(-1)[keep]
         class_ids = np.rint(classes).astype(np.int32) + np.int32(self._offset)
         return Detections(
@@ -134,37 +141,26 @@ def _assign(outputs: Sequence[TensorInfo], override: Any) -> tuple[dict[str, int
     if len(outputs) != 4:
         raise _Unfit(
             f"expected the 4 outputs of TFLite_Detection_PostProcess (boxes (1,N,4), classes "
-            f"(1,N), scores (1,N), count (1,)), got {len(outputs)}: {describe_outputs(outputs)}"
+            f"(1,N), scores (1,N), count (1,)), got {len(outputs)}"
         )
     shapes = [tuple(t.shape) for t in outputs]
     if override is not None:
         pos = _by_override(outputs, override)
-        n = shapes[pos["boxes"]][1] if len(shapes[pos["boxes"]]) == 3 else -1
-        want = {"boxes": ((1, n, 4),), "classes": ((1, n), (n,)), "scores": ((1, n), (n,))}
-        want["count"] = ((1,), (1, 1), ())
-        bad = [
-            f"{r} = {outputs[pos[r]].describe()}" for r in ROLES if shapes[pos[r]] not in want[r]
-        ]
-        if bad:
-            raise _Unfit(
-                f"param 'outputs' picks tensors of the wrong shape: {', '.join(bad)}; expected "
-                f"boxes (1,N,4), classes (1,N), scores (1,N), count (1,)",
-                config=True,
-            )
+        _check_override_shapes(outputs, pos)
         return pos, "from the manifest"
     boxes = [i for i, s in enumerate(shapes) if len(s) == 3 and s[0] == 1 and s[2] == 4]
     count = [i for i, s in enumerate(shapes) if int(np.prod(s)) == 1 and len(s) <= 2]
     if len(boxes) != 1 or len(count) != 1:
         raise _Unfit(
             f"expected one (1,N,4) boxes output and one (1,) count output, got "
-            f"{describe_outputs(outputs)}"
+            f"{len(boxes)} and {len(count)}"
         )
     n = shapes[boxes[0]][1]
     pair = [i for i in range(4) if i not in (boxes[0], count[0])]
     if any(shapes[i] not in ((1, n), (n,)) for i in pair):
         raise _Unfit(
             f"expected classes and scores of shape (1,{n}) beside boxes (1,{n},4), got "
-            f"{describe_outputs(outputs)}"
+            f"{', '.join(str(list(shapes[i])) for i in pair)}"
         )
     classes, how = _pick_classes(outputs, pair, boxes[0], count[0])
     scores = pair[1] if classes == pair[0] else pair[0]
@@ -201,6 +197,28 @@ def _roles_by_name(outputs: Sequence[TensorInfo]) -> list[str] | None:
     return None
 
 
+def _check_override_shapes(outputs: Sequence[TensorInfo], pos: dict[str, int]) -> None:
+    box_shape = tuple(outputs[pos["boxes"]].shape)
+    n = box_shape[1] if len(box_shape) == 3 else -1
+    want: dict[str, tuple[tuple[int, ...], ...]] = {
+        "boxes": ((1, n, 4),),
+        "classes": ((1, n), (n,)),
+        "scores": ((1, n), (n,)),
+        "count": ((1,), (1, 1), ()),
+    }
+    bad = [
+        f"{r}={outputs[pos[r]].describe()}"
+        for r in ROLES
+        if tuple(outputs[pos[r]].shape) not in want[r]
+    ]
+    if bad:
+        raise _Unfit(
+            f"param 'outputs' picks tensors of the wrong shape: {', '.join(bad)}; expected "
+            f"boxes (1,N,4), classes (1,N), scores (1,N), count (1,)",
+            config=True,
+        )
+
+
 def _by_override(outputs: Sequence[TensorInfo], override: Any) -> dict[str, int]:
     if not isinstance(override, Mapping) or set(override) != set(ROLES):
         got = sorted(override) if isinstance(override, Mapping) else repr(override)
@@ -215,8 +233,8 @@ def _by_override(outputs: Sequence[TensorInfo], override: Any) -> dict[str, int]
         name = override[role]
         if name not in names:
             raise _Unfit(
-                f"param 'outputs' names {role} = {name!r}, but the model's outputs are "
-                f"{describe_outputs(outputs)}; use one of {names}",
+                f"param 'outputs' names {role} = {name!r}, but the model has no output of that "
+                f"name; use one of {names}",
                 config=True,
             )
         pos[role] = names.index(name)

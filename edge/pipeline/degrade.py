@@ -1,6 +1,7 @@
 """The degradation policy: shed inference after repeated misses, step back up with hysteresis.
 
-Policy ``every-k`` (the default): after ``after_misses`` consecutive deadline misses the worker
+Policy ``every-k`` (the default): after ``after_misses`` deadline misses in a row (frames that
+ran inference or were skipped as stale; shed frames on time do not break the run) the worker
 runs inference on every k-th frame only (k = 2, then 4, ... up to ``max_every``); the frames
 in between skip decode, preprocess, inference and postprocess and reuse the last detections,
 marked stale, so the video keeps its rate and the boxes lag a little instead of every frame
@@ -77,11 +78,13 @@ class Degrader:
             self._consecutive += 1
             self._window.clear()
             if self._consecutive >= self.cfg.after_misses and self.every < self.cfg.max_every:
-                reason = f"{self._consecutive} consecutive deadline misses"
+                reason = f"{self._consecutive} deadline misses in a row (shed frames aside)"
                 return self._change(min(self.every * 2, self.cfg.max_every), reason)
             return None
+        if not inferred:
+            return None  # a shed frame on time says nothing about the model's headroom
         self._consecutive = 0
-        if self.every == 1 or not inferred:
+        if self.every == 1:
             return None
         self._window.append(latency_ns)
         if len(self._window) < self.cfg.recover_frames:

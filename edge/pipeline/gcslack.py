@@ -19,8 +19,9 @@ So, for the length of a run:
    would have run) and the remaining slack exceeds twice the last one's duration, it runs
    ``gc.collect(2)`` there, where it cannot make a frame late.
 4. a worker that never has slack (overloaded, every frame late) would let cyclic garbage pile
-   up; after ``force_after`` missed opportunities the collection runs anyway (and is counted),
-   since a late frame is better than running out of memory.
+   up; once a collection is ``force_after`` times overdue (that many automatic gen-2
+   intervals without a slot) it runs anyway and is counted as forced, since one late frame is
+   better than running out of memory.
 
 On exit the thresholds are restored and the frozen objects unfrozen. On Python 3.14+ the
 collector is incremental (no long gen-2 pauses, and ``threshold2`` is ignored), so only the

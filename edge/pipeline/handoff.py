@@ -9,7 +9,10 @@ how far inference is behind the camera (Frigate counts the same thing).
 
 ``lossless=True`` is the offline variant for the ``process-all`` policy: ``put`` waits, with a
 timeout, until the worker has taken the previous frame, so a video file is processed frame by
-frame and nothing is dropped. It is never used with a live source.
+frame and nothing is dropped. The capture thread also waits (:meth:`wait_wanted`) until the
+worker is free *before* it reads the next frame, so no frame is stamped and then left waiting
+by a queue that only the offline mode creates. Meant for files: with a live camera it only moves
+the dropping into the source's own reader (which counts it there).
 
 End of stream is explicit: :meth:`close` makes :meth:`get` return :data:`END` once the last
 frame has been taken, so the worker never has to guess from a timeout.
@@ -45,6 +48,7 @@ class LatestSlot:
         self._put = 0
         self._dropped = 0
         self._taken = 0
+        self._getters = 0  # threads blocked in get()
 
     def put(self, frame: Frame, timeout_s: float = 0.25) -> Frame | None:
         """Offer a frame; returns the frame it overwrote (now dropped), if any.
@@ -69,7 +73,15 @@ class LatestSlot:
     def get(self, timeout_s: float) -> Frame | EndOfStream | None:
         """The newest frame; :data:`END` when closed and empty; None when ``timeout_s`` ran out."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout_s):
+            self._getters += 1
+            self._cond.notify_all()  # a capture thread in wait_wanted: the worker is free
+            try:
+                ready = self._cond.wait_for(
+                    lambda: self._frame is not None or self._closed, timeout_s
+                )
+            finally:
+                self._getters -= 1
+            if not ready:
                 return None
             frame, self._frame = self._frame, None
             if frame is None:
@@ -77,6 +89,12 @@ class LatestSlot:
             self._taken += 1
             self._cond.notify_all()  # a lossless put may be waiting for the slot
             return frame
+
+    def wait_wanted(self, timeout_s: float) -> bool:
+        """Block until the slot is empty and the worker is waiting in :meth:`get` (it has
+        finished its frame); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._frame is None and self._getters > 0, timeout_s)
 
     def close(self) -> None:
         """No more frames: the worker gets the frame still in the slot, then :data:`END`."""

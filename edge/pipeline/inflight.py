@@ -105,6 +105,14 @@ class InFlight:
             stage, start = self._stage
             return self._gen, done, Current(frame, self._deadline_ns, stage, start)
 
+    def peek(self) -> Current | None:
+        """The frame in flight, without taking the finished ones (for logs at shutdown)."""
+        with self.cond:
+            if self._frame is None:
+                return None
+            stage, start = self._stage
+            return Current(self._frame, self._deadline_ns, stage, start)
+
     def wait(self, gen: int, timeout_s: float | None) -> bool:
         """Block until something changed since :meth:`take` returned ``gen`` (a frame began or
         finished, or :meth:`poke`), or the timeout; True when something changed."""

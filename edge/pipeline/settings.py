@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.config import check_choice, check_range
+from edge.validate import check_choice, check_range
 from edge.errors import ConfigError
 
 #: what the worker does with a frame already past its deadline when it picks it up

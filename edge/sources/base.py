@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from edge.config import check_range
+from edge.validate import check_range
 from edge.errors import ConfigError, SourceError
 from edge.frame import Frame, Image
 
@@ -52,8 +52,11 @@ class Source(Protocol):
     """A capture source. ``name`` is the spec (for logs and miss records); ``fps`` the
     nominal rate (the camera's or the file's, or the ``fps`` option), ``None`` if unknown."""
 
-    name: str
-    fps: float | None
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fps(self) -> float | None: ...
 
     def read(self, timeout_s: float) -> Frame | None: ...
 

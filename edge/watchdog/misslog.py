@@ -153,12 +153,20 @@ class MissLog:
                 stop = any(item is _STOP for item in batch)
                 lines = [item for item in batch if item is not _STOP]
                 if lines:
-                    written = self._write_batch(lines)
+                    written = self._write_batch_guarded(lines)
                     self._done(written, lost=len(lines) - written)
                 if stop and self._q.empty():
                     return
         finally:
             self._close_fd()
+
+    def _write_batch_guarded(self, lines: list[object]) -> int:
+        try:
+            return self._write_batch(lines)
+        except Exception:  # a bug here must not silence the log for the rest of the run
+            log.exception("miss log: unexpected error; %d records lost", len(lines))
+            self._close_fd()
+            return 0
 
     def _next_batch(self) -> list[object] | None:
         """Block for the first item (waking to notice close), then take what else is queued."""
@@ -235,7 +243,7 @@ class MissLog:
         self._fd, self._file_id, self._size = fd, (st.st_dev, st.st_ino), st.st_size
         # a write cut short by a full disk leaves half a line: end it, so the next record
         # starts on a line of its own and readers count one bad line, not two
-        if self._size and os.pread(fd, 1, self._size - 1) != b"\n":
+        if self._size and _last_byte(self.path) != b"\n":
             self._write_all(b"\n")
 
     def _append(self, chunk: bytes) -> None:
@@ -302,6 +310,12 @@ class MissLog:
         )
         self._broken = False
         self._lost_while_broken = 0
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
 
 
 class MissSummary:

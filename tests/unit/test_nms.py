@@ -142,7 +142,7 @@ def test_greedy_properties(dets, thr: float, aware: bool) -> None:
     keep = greedy_nms(boxes, scores, thr, class_ids=cls if aware else None, max_detections=0)
     kept = keep.tolist()
     assert len(set(kept)) == len(kept) and all(0 <= i < len(scores) for i in kept)
-    assert all(scores[a] >= scores[b] for a, b in zip(kept, kept[1:]))
+    assert all(scores[a] >= scores[b] for a, b in zip(kept[:-1], kept[1:], strict=True))
     for i, a in enumerate(kept):  # kept boxes never overlap too much within a class
         for b in kept[i + 1 :]:
             if cls[a] == cls[b]:
@@ -293,7 +293,7 @@ def test_weighted_properties(dets, thr: float) -> None:
     boxes, scores, _ = unpack(dets)
     b, s, _ = weighted_nms(boxes, scores, None, thr)
     assert len(b) <= len(scores)
-    assert all(x >= y for x, y in zip(s.tolist(), s.tolist()[1:]))
+    assert all(x >= y for x, y in zip(s.tolist()[:-1], s.tolist()[1:], strict=True))
     assert set(s.tolist()) <= set(scores.tolist())
     if len(b):  # weighted means stay inside the inputs' range, coordinate by coordinate
         assert np.all(b >= boxes.min(axis=0) - 1e-3) and np.all(b <= boxes.max(axis=0) + 1e-3)

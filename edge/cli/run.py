@@ -1,0 +1,109 @@
+"""``edge run``: the real-time pipeline, until stopped, ``--frames N`` or the end of a file.
+
+Every flag has a config key (``--config FILE``, TOML) and flags override the file:
+
+==================  ======================  ==================================================
+flag                key                     meaning
+==================  ======================  ==================================================
+--source SPEC       source.spec             camera, stream, file, folder or ``demo``
+--model NAME|PATH   model.name              a manifest name or a .tflite
+--delegate D        model.delegate          cpu, edgetpu, ... or a fallback chain
+--threads N         model.threads           interpreter threads
+--fps F             source.fps              camera rate to ask for / pace of a file
+--no-pace           source.pace = false     read files as fast as possible
+--budget-ms B       pipeline.budget_ms      frame deadline after capture (1000 / fps)
+--frames N          pipeline.frames         stop after N captured frames
+--policy P          pipeline.policy         skip-stale (default) or process-all (offline)
+--miss-log PATH     watchdog.miss_log       the JSON-lines miss log (``-``: stdout)
+==================  ======================  ==================================================
+
+SIGTERM and SIGINT stop the run within about a second; the exit summary goes to stdout (human,
+or one JSON object with ``--json``) and the exit code is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from edge.config import Config
+from edge.pipeline.settings import STALE_POLICIES
+from edge.pipeline.summary import RunSummary
+
+#: the source when neither ``--source`` nor ``source.spec`` says (scripts/demo picks a camera
+#: when one is present and passes it explicitly)
+DEFAULT_SOURCE = "demo"
+
+
+def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """The flags ``edge run`` and ``edge bench`` share; None means "the config's value"."""
+    p.add_argument("--config", metavar="FILE", help="TOML config file")
+    p.add_argument("--source", required=required, metavar="SPEC",
+                   help="0, /dev/videoN, picamera2[:N], gst:PIPELINE, rtsp://..., a video file, "
+                        "an image folder, or demo")  # fmt: skip
+    p.add_argument("--model", required=required, metavar="NAME|PATH",
+                   help="manifest name or .tflite path")  # fmt: skip
+    p.add_argument("--delegate", metavar="D", help="cpu, edgetpu, ..., or a chain like edgetpu,cpu")
+    p.add_argument("--threads", type=int, metavar="N", help="interpreter threads")
+    p.add_argument("--fps", type=float, metavar="F", help="camera rate / file pace")
+    p.add_argument("--no-pace", action="store_true", help="read files as fast as possible")
+    p.add_argument("--budget-ms", type=float, metavar="B", help="frame deadline (1000/fps)")
+    p.add_argument("--frames", type=int, metavar="N", help="stop after N captured frames")
+    p.add_argument("--policy", choices=STALE_POLICIES, help="late frames: skip-stale (default) "
+                   "or process-all (offline)")  # fmt: skip
+    p.add_argument("--miss-log", metavar="PATH", help="miss log file (- for stdout)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the real-time pipeline",
+        description="Capture, detect and hold every frame to its deadline; log the misses.",
+    )
+    add_run_args(p)
+    p.set_defaults(func=run)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"section.key": value}`` for the flags given (None: not given, keep the file's)."""
+    return {
+        "model.name": args.model,
+        "model.delegate": args.delegate,
+        "model.threads": args.threads,
+        "source.fps": args.fps,
+        "source.pace": False if args.no_pace else None,
+        "pipeline.budget_ms": args.budget_ms,
+        "pipeline.frames": args.frames,
+        "pipeline.policy": args.policy,
+        "watchdog.miss_log": args.miss_log,
+    }
+
+
+def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    return Config.load(args.config).merged({**overrides(args), **(extra or {})})
+
+
+def source_spec(args: argparse.Namespace, cfg: Config) -> str:
+    configured = getattr(cfg.source, "spec", None)  # the [source] section's spec, when it has one
+    return str(args.source or configured or DEFAULT_SOURCE)
+
+
+def print_summary(summary: RunSummary, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_dict(), allow_nan=False) + "\n")
+    else:
+        sys.stdout.write(summary.format() + "\n")
+    sys.stdout.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.pipeline.runner import run as run_pipeline
+
+    cfg = load_config(args)
+    summary = run_pipeline(cfg, source_spec(args, cfg), environ=os.environ)
+    print_summary(summary, args.json)
+    return 0

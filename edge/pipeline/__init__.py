@@ -1,0 +1,12 @@
+"""The real-time pipeline: capture thread, latest-frame handoff, worker, degradation, GC
+discipline, and the runner that wires them to the deadline watchdog.
+
+    from edge.pipeline.runner import Pipeline, Settings, Outputs
+    summary = Pipeline(source, detector, Settings(), Outputs(miss_log)).run()
+
+``edge.pipeline.runner.run(cfg, spec, environ=os.environ)`` does the same from a config,
+with the real model, source, miss log, systemd notifier and signal handling.
+
+This package's ``__init__`` imports nothing: :mod:`edge.config` imports
+:mod:`edge.pipeline.settings`, and the runner imports :mod:`edge.config`.
+"""

@@ -1,0 +1,90 @@
+"""The capture thread: read the source, put each frame into the handoff, never wait for the
+worker.
+
+``source.read(timeout_s)`` blocks for at most ``timeout_s``, so the loop notices the stop
+event within that time even when the camera delivers nothing. The thread ends on
+:class:`~edge.sources.base.EndOfStream`, on stop, after ``max_frames`` frames, or when the
+source fails for good (:class:`~edge.errors.SourceError`, kept in ``error`` for the runner to
+re-raise); in every case it closes the handoff, so the worker gets the end-of-stream sentinel
+instead of waiting on a timeout. Frames the source had to throw away
+(:class:`~edge.sources.base.CorruptFrame`) are counted and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from edge.errors import SourceError
+from edge.frame import Frame
+from edge.pipeline.handoff import LatestSlot
+from edge.sources.base import CorruptFrame, EndOfStream, Source
+from edge.stats import Counters
+
+log = logging.getLogger(__name__)
+
+
+class Capture:
+    """The capture thread's body; :meth:`run` is the thread target."""
+
+    def __init__(
+        self,
+        source: Source,
+        slot: LatestSlot,
+        counters: Counters,
+        stop: threading.Event,
+        *,
+        max_frames: int | None = None,
+        read_timeout_s: float = 0.25,
+    ) -> None:
+        self.source, self.slot, self.counters, self.stop = source, slot, counters, stop
+        self.max_frames = max_frames
+        self.read_timeout_s = read_timeout_s
+        self.captured = 0
+        self.ended = False  # the source reached its end (not stopped, not failed)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set() and not self._limit_reached():
+                if self.slot.lossless and not self.slot.wait_wanted(self.read_timeout_s):
+                    continue  # process-all: read the next frame when the worker wants it
+                frame = self._read()
+                if frame is not None:
+                    self._offer(frame)
+        except EndOfStream:
+            self.ended = True
+            log.info("%s: end of stream after %d frames", self.source.name, self.captured)
+        except BaseException as e:
+            self.error = e
+            if isinstance(e, SourceError):
+                log.error("%s: %s", self.source.name, e)
+            else:
+                log.error("capture from %s failed: %s", self.source.name, e, exc_info=True)
+        finally:
+            self.slot.close()
+
+    def _limit_reached(self) -> bool:
+        return self.max_frames is not None and self.captured >= self.max_frames
+
+    def _read(self) -> Frame | None:
+        try:
+            return self.source.read(self.read_timeout_s)
+        except CorruptFrame as e:
+            self.counters.inc("corrupt_frames", e.count)
+            n = self.counters.get("corrupt_frames")
+            if n == e.count or n // 100 != (n - e.count) // 100:
+                log.warning("%s: corrupt frame skipped (%d so far): %s", self.source.name, n, e)
+            return None
+
+    def _offer(self, frame: Frame) -> None:
+        self.captured += 1
+        self.counters.inc("captured")
+        if not self.slot.lossless:
+            if self.slot.put(frame) is not None:
+                self.counters.inc("dropped")
+            return
+        # process-all: wait for the worker, in slices, so a stop request is still seen
+        while self.slot.put(frame, self.read_timeout_s) is frame:
+            if self.stop.is_set():
+                return

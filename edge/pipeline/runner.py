@@ -1,0 +1,330 @@
+"""Wiring one run: source -> capture thread -> latest-frame handoff -> worker, watched by the
+deadline watchdog, logged to the miss log, announced to systemd.
+
+Threads: ``capture`` (reads the source), ``worker`` (the stages), ``deadline-watchdog``, and
+the miss log's writer. The calling (main) thread only waits: it joins the worker in short
+slices, so a SIGTERM or SIGINT (whose handler just sets the stop event) is acted on at once.
+Every blocking call in every thread has a timeout, so after a stop request the capture thread
+ends within its read timeout and the worker after the frame in hand; the run is over within
+about a second even when a stage hangs (the threads are daemons, a hung delegate cannot hold
+the process), and the logs are flushed on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge.clock import MONOTONIC, Clock
+from edge.config import ModelConfig
+from edge.pipeline.capture import Capture
+from edge.pipeline.degrade import Degrader
+from edge.pipeline.gcslack import GcDiscipline
+from edge.pipeline.handoff import LatestSlot
+from edge.pipeline.inflight import InFlight
+from edge.pipeline.settings import (
+    DegradeConfig,
+    PipelineConfig,
+    WatchdogConfig,
+    budget_ns,
+    default_miss_log,
+)
+from edge.pipeline.summary import RunSummary
+from edge.pipeline.worker import DetectorLike, ResultCallback, Timing, Worker
+from edge.sources.base import Source, SourceOptions
+from edge.sources.supervisor import SupervisedSource
+from edge.stats import Counters, LatencyStats
+from edge.watchdog.deadline import DeadlineWatchdog, RecordSink, Reporting, ThermalReader
+from edge.watchdog.misslog import MissLog, MissSummary
+from edge.watchdog.notify import Notifier
+from edge.watchdog.record import new_run_id
+from edge.watchdog.thermal import ThermalMonitor
+
+log = logging.getLogger(__name__)
+
+#: how long shutdown may take before threads still running are abandoned (they are daemons)
+STOP_TIMEOUT_S = 1.0
+
+
+class FlushableSink(RecordSink, Protocol):
+    def flush(self, timeout_s: float = 1.0) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a run reports: the miss log, systemd, the thermal reader."""
+
+    sink: FlushableSink
+    notifier: Notifier = field(default_factory=Notifier.null)
+    thermal: ThermalReader | None = None
+    miss_log: str | None = None  # the sink's path, for the summary
+
+
+class Pipeline:
+    """One run of the real-time pipeline. Build, :meth:`subscribe`, then :meth:`run`."""
+
+    def __init__(
+        self,
+        source: Source,
+        detector: DetectorLike,
+        settings: Settings,
+        outputs: Outputs,
+        *,
+        clock: Clock = MONOTONIC,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.source, self.detector, self.settings, self.out = source, detector, settings, outputs
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        pcfg = settings.pipeline
+        self.budget_ns = budget_ns(pcfg, source.fps)
+        period_ns = round(1e9 / source.fps) if source.fps else self.budget_ns
+        self.counters, self.stats, self.inflight = Counters(), LatencyStats(), InFlight()
+        self.slot = LatestSlot(lossless=pcfg.policy == "process-all")
+        self.gc = GcDiscipline(clock, enabled=pcfg.gc)
+        self.degrader = Degrader(settings.degrade, self.budget_ns)
+        timing = Timing(self.budget_ns, period_ns, skip_stale=pcfg.policy == "skip-stale")
+        self.worker = self._worker(timing)
+        self.capture = Capture(source, self.slot, self.counters, self.stop, max_frames=pcfg.frames)
+        self.run_id = new_run_id()
+        self.watchdog = self._watchdog()
+        self.signal: int | None = None
+
+    def _worker(self, timing: Timing) -> Worker:
+        return Worker(
+            self.slot,
+            self.detector,
+            self.inflight,
+            timing,
+            clock=self.clock,
+            counters=self.counters,
+            stats=self.stats,
+            degrader=self.degrader,
+            gc=self.gc,
+            stop=self.stop,
+        )
+
+    def _watchdog(self) -> DeadlineWatchdog:
+        out = self.out
+        reporting = Reporting(
+            out.sink,
+            MissSummary(self.clock),
+            self.counters,
+            self.stats,
+            out.notifier,
+            out.thermal,
+            self.run_id,
+        )
+        return DeadlineWatchdog(
+            self.inflight,
+            reporting,
+            self.settings.watchdog,
+            clock=self.clock,
+            budget_ns=self.budget_ns,
+            source=self.source.name,
+        )
+
+    def subscribe(self, callback: ResultCallback) -> None:
+        """Call ``callback(frame, detections, stale)`` on the worker thread for every result."""
+        self.worker.subscribers.append(callback)
+
+    def request_stop(self, signum: int | None = None) -> None:
+        """Ask the run to end (safe from a signal handler: one store and an Event.set)."""
+        self.signal = signum
+        self.stop.set()
+
+    def run(self) -> RunSummary:
+        """Run until end of stream, ``frames``, or :meth:`request_stop`; the summary."""
+        t0 = self.clock.now_ns()
+        log.info(
+            "running %s on %s: budget %.1f ms, policy %s, degrade %s",
+            self.detector.name,
+            self.source.name,
+            self.budget_ns / 1e6,
+            self.settings.pipeline.policy,
+            self.settings.degrade.policy,
+        )
+        self.watchdog.write_run_record("start")
+        threads = [
+            threading.Thread(target=self.worker.run, name="worker", daemon=True),
+            threading.Thread(target=self.capture.run, name="capture", daemon=True),
+        ]
+        self.gc.start()
+        self.watchdog.start()
+        try:
+            for t in threads:
+                t.start()
+            self._wait(threads[0])
+        finally:
+            self._shutdown(threads)
+        summary = self._summary((self.clock.now_ns() - t0) / 1e9)
+        for error in (self.capture.error, self.worker.error):
+            if error is not None:
+                log.warning("the run ended on an error; so far:\n%s", summary.format())
+                raise error
+        return summary
+
+    def _wait(self, worker: threading.Thread) -> None:
+        # short join slices: the main thread runs signal handlers between them
+        while worker.is_alive() and not self.stop.is_set():
+            worker.join(0.2)
+        if self.signal is not None:
+            log.warning("%s received: stopping", signal.Signals(self.signal).name)
+
+    def _shutdown(self, threads: list[threading.Thread]) -> None:
+        self.stop.set()
+        self.out.notifier.stopping()
+        until = time.monotonic() + STOP_TIMEOUT_S  # a real-time bound on blocking, not a duration
+        for t in reversed(threads):  # capture first: it closes the handoff for the worker
+            if t.ident is not None:  # started
+                t.join(max(0.0, until - time.monotonic()))
+        cur = self.inflight.peek() if threads[0].is_alive() else None
+        if cur is not None:
+            log.error(
+                "the worker is still in %s for frame %d after the stop; leaving it behind",
+                cur.stage,
+                cur.frame.seq,
+            )
+        self.watchdog.stop(max(0.1, until - time.monotonic()))
+        self.gc.stop()
+        self.watchdog.write_run_record("exit")
+        self.out.sink.flush(1.0)
+        try:
+            self.source.close()
+        except Exception as e:  # closing a dead camera must not hide the summary
+            log.warning("closing %s failed: %s", self.source.name, e)
+
+    def _summary(self, elapsed_s: float) -> RunSummary:
+        counts = self.counters.as_dict()
+        by_cause = counts.pop("missed_by_cause")
+        counters = {k: v for k, v in counts.items() if isinstance(v, int)}
+        src: dict[str, Any] = {}
+        if isinstance(self.source, SupervisedSource):
+            src = asdict(self.source.stats())
+        return RunSummary(
+            source=self.source.name,
+            model=self.detector.name,
+            budget_ms=self.budget_ns / 1e6,
+            elapsed_s=elapsed_s,
+            counters=counters,
+            missed_by_cause=dict(by_cause) if isinstance(by_cause, Mapping) else {},
+            stages_ms=self.stats.snapshot(),
+            miss_log=self.out.miss_log,
+            lost_records=self.out.sink.lost,
+            degrade_every=self.degrader.every,
+            source_stats=src,
+        )
+
+
+@contextlib.contextmanager
+def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
+    """SIGTERM and SIGINT stop ``pipeline`` (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        pipeline.request_stop(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class RunConfig(Protocol):
+    """The sections of :class:`edge.config.Config` a run reads."""
+
+    @property
+    def model(self) -> ModelConfig: ...
+
+    @property
+    def source(self) -> SourceOptions: ...
+
+    @property
+    def pipeline(self) -> PipelineConfig: ...
+
+    @property
+    def degrade(self) -> DegradeConfig: ...
+
+    @property
+    def watchdog(self) -> WatchdogConfig: ...
+
+
+def invoke_floor(detector: Any, n: int) -> dict[str, float]:
+    """``n`` bare ``invoke`` calls on the current input: {p50, p99, min, count} in ms."""
+    samples = np.array([detector.bare_invoke_ns() for _ in range(n)], np.float64) / 1e6
+    p50, p99 = np.percentile(samples, [50, 99])
+    return {
+        "p50": round(float(p50), 3),
+        "p99": round(float(p99), 3),
+        "min": round(float(samples.min()), 3),
+        "count": float(n),
+    }
+
+
+def run(
+    cfg: RunConfig,
+    spec: str,
+    *,
+    environ: Mapping[str, str],
+    floor_invokes: int = 0,
+    warmup_invokes: int = 2,
+) -> RunSummary:
+    """Load the model, open ``spec``, run until stopped or done; the summary.
+
+    ``environ`` is the process environment (``$NOTIFY_SOCKET``, ``$WATCHDOG_USEC``,
+    ``$STATE_DIRECTORY``); ``floor_invokes`` > 0 measures the bare-invoke floor after the run
+    (``edge bench``). The first ``warmup_invokes`` invokes happen before the clock starts: a
+    first invoke allocates and, with a delegate, compiles, and no frame should pay for that.
+    """
+    from edge.detector import load_detector  # the runtime loads here, not at import
+    from edge.sources.registry import open_source
+
+    detector = load_detector(cfg.model)
+    for _ in range(warmup_invokes):
+        detector.bare_invoke_ns()
+    path = cfg.watchdog.miss_log or str(default_miss_log(environ))
+    notifier = Notifier.from_env(environ)
+    source = open_source(spec, cfg.source, MONOTONIC)
+    settings = Settings(cfg.pipeline, cfg.degrade, cfg.watchdog)
+    try:
+        with MissLog(path, cfg.watchdog.max_bytes, cfg.watchdog.backups) as sink:
+            out = Outputs(sink, notifier, ThermalMonitor().read, path)
+            pipeline = Pipeline(source, detector, settings, out)
+            with stop_on_signals(pipeline):
+                summary = pipeline.run()
+    finally:
+        source.close()
+        notifier.close()
+    if floor_invokes > 0:
+        summary = summary.with_floor(invoke_floor(detector, floor_invokes))
+    return summary
+
+
+__all__ = [
+    "Outputs",
+    "Pipeline",
+    "RunConfig",
+    "Settings",
+    "invoke_floor",
+    "run",
+    "stop_on_signals",
+]

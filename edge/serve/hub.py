@@ -1,0 +1,200 @@
+"""The newest result in, shared JPEGs out: where the worker and the viewers meet.
+
+The worker's side, :meth:`FrameHub.publish`, is O(1) and never blocks: it stores a reference
+to the result (no copy, no drawing, no encoding), leaves the frame's stage table for the
+metrics, and, only when someone is watching and no wake-up is already pending, asks the event
+loop to look (``call_soon_threadsafe``: a lock and a byte to the loop's self-pipe).
+
+The loop's side renders at most ``stream_fps`` times a second, and only while a viewer is
+connected: it takes the newest result (older ones are simply never drawn), draws and encodes
+it on one render thread, and wakes the viewers. Each viewer then takes the newest rendered
+frame when it is ready for one; a viewer is never queued frames, so a slow one gets fewer
+frames, and a stalled one is cut off by its write timeout (see :mod:`edge.serve.app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from edge.clock import MONOTONIC, Clock
+from edge.frame import Detections, Frame, Image
+from edge.serve.render import Published, Rendered, render
+
+log = logging.getLogger(__name__)
+
+#: stage tables kept for the metrics between two drains (about 2 minutes at 30 fps)
+STAGES_KEPT = 4096
+
+
+class FrameHub:
+    """See the module docstring. ``publish`` is the worker's; everything else the loop's."""
+
+    def __init__(
+        self,
+        *,
+        stream_fps: float,
+        quality: int,
+        clock: Clock = MONOTONIC,
+        hud: Callable[[], Sequence[str]] = tuple,
+    ) -> None:
+        self.period_s = 1.0 / stream_fps
+        self.quality, self.clock, self.hud = quality, clock, hud
+        self.budget_ns: int | None = None  # a frame later than this at publish is marked missed
+        # written by the worker only
+        self.latest: Published | None = None
+        self.last_publish_ns: int | None = None
+        self.published = 0
+        self._fresh_capture_ns: int | None = None
+        self.stages: deque[dict[str, int]] = deque(maxlen=STAGES_KEPT)
+        # written by the loop only
+        self.watchers = 0
+        self.current: Rendered | None = None
+        self.rendered = 0
+        self.widths: Counter[int | None] = Counter()
+        self._wake_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kick: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._last_render_s = float("-inf")
+
+    # -- the worker's side ------------------------------------------------------------------
+    def publish(
+        self,
+        frame: Frame,
+        detections: Detections,
+        stale: bool = False,
+        *,
+        image: Image | None = None,
+        missed: bool | None = None,
+    ) -> None:
+        """Keep a reference to the newest result; O(1), never blocks, never draws."""
+        now = self.clock.now_ns()
+        if not stale:
+            self._fresh_capture_ns = frame.t_capture_ns
+        fresh = self._fresh_capture_ns
+        age = None if not stale else (frame.t_capture_ns - (fresh or frame.t_capture_ns)) / 1e6
+        if missed is None:
+            budget = self.budget_ns
+            missed = budget is not None and now > frame.t_capture_ns + budget
+        self.published += 1
+        self.latest = Published(self.published, frame, detections, image, age, missed)
+        self.last_publish_ns = now
+        self.stages.append(frame.stages_ns)  # filled in place as the frame finishes
+        if self.watchers and not self._wake_pending:
+            self._wake()
+
+    def _wake(self) -> None:
+        loop, kick = self._loop, self._kick
+        if loop is None or kick is None:
+            return
+        self._wake_pending = True
+        try:
+            loop.call_soon_threadsafe(self._on_wake, kick)
+        except RuntimeError:  # the loop is closing: nobody to show the frame to
+            self._wake_pending = False
+
+    # -- the loop's side --------------------------------------------------------------------
+    def bind(self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor) -> None:
+        """Called on the loop's thread before serving."""
+        self._loop, self._pool = loop, pool
+        self._kick, self._changed = asyncio.Event(), asyncio.Event()
+
+    def _on_wake(self, kick: asyncio.Event) -> None:
+        self._wake_pending = False
+        kick.set()
+
+    async def run(self) -> None:
+        """The render task: newest result, at most ``stream_fps`` a second, while watched."""
+        assert self._kick is not None and self._loop is not None
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            if not self.watchers:
+                continue
+            delay = self._last_render_s + self.period_s - self._loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the rate cap; newer results replace the one seen
+            await self._render_latest()
+
+    async def _render_latest(self) -> Rendered | None:
+        assert self._loop is not None
+        pub = self.latest
+        cur = self.current
+        if pub is None or (cur is not None and cur.version == pub.version):
+            return cur
+        self._last_render_s = self._loop.time()
+        widths = tuple(self.widths)
+        rendered = await self._loop.run_in_executor(self._pool, self._render, pub, widths)
+        if rendered is not None and (self.current is None or rendered.version > self.current.version):
+            self.current = rendered
+            self.rendered += 1
+            self._notify()
+        return self.current
+
+    def _render(self, pub: Published, widths: tuple[int | None, ...]) -> Rendered | None:
+        """On the render thread: draw once, encode for the widths being watched."""
+        try:
+            rendered = render(pub, self.hud(), self.quality)
+            if rendered is not None:
+                for width in widths:
+                    rendered.jpeg(width)
+            return rendered
+        except Exception:
+            log.exception("drawing frame %d for the viewers failed", pub.frame.seq)
+            return None
+
+    def _notify(self) -> None:
+        assert self._changed is not None
+        old, self._changed = self._changed, asyncio.Event()
+        old.set()
+
+    def watch(self, width: int | None) -> None:
+        self.watchers += 1
+        self.widths[width] += 1
+        assert self._kick is not None
+        self._kick.set()  # render the frame at hand for the newcomer
+
+    def unwatch(self, width: int | None) -> None:
+        self.watchers -= 1
+        self.widths[width] -= 1
+        if self.widths[width] <= 0:
+            del self.widths[width]
+
+    async def newer(self, version: int, timeout_s: float) -> Rendered | None:
+        """The newest rendered frame once it is newer than ``version``; None on timeout."""
+        assert self._changed is not None
+        while self.current is None or self.current.version <= version:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                return None
+        return self.current
+
+    async def jpeg(self, rendered: Rendered, width: int | None) -> bytes:
+        """``rendered`` at ``width``: shared bytes when already encoded, else encoded once."""
+        hit = rendered.cached(width)
+        if hit is not None:
+            return hit
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._pool, rendered.jpeg, width)
+
+    async def snapshot(self) -> Rendered | None:
+        """The newest frame drawn, rendering it now unless a render is younger than the rate
+        cap allows (then the last one: a tight loop on /snapshot.jpg costs one cap's worth)."""
+        assert self._loop is not None
+        if self._loop.time() - self._last_render_s < self.period_s and self.current is not None:
+            return self.current
+        return await self._render_latest()
+
+    def drain_stages(self) -> list[dict[str, int]]:
+        """The stage tables of frames that have finished (their ``publish`` stage is in)."""
+        out: list[dict[str, int]] = []
+        stages = self.stages
+        while stages and "publish" in stages[0]:
+            out.append(stages.popleft())
+        return out

@@ -1,0 +1,150 @@
+"""What ``/api/stats`` (and ``/metrics``, and the HUD) report: a snapshot of a running pipeline.
+
+The server never reaches into the pipeline itself; it asks a :data:`StatsFn` for one dict.
+:class:`PipelineStats` is that callable for a real run, built from the pipeline's own
+counters and latency rings (so the page, ``/metrics`` and the exit summary count the same
+frames). Every figure is computed when asked, on the server's thread, never on the worker's.
+
+The dict (documented in docs/HTTP.md)::
+
+    source, model, delegate    names
+    budget_ms, uptime_s        the frame deadline; seconds since the stats began
+    mode, every                "normal" or "degraded"; inference on every k-th frame
+    fps                        frames processed per second over the last few seconds
+    frames                     {captured, processed, dropped, skipped_stale, missed, ...}
+    missed_by_cause            {cause: misses}
+    miss_rate                  missed / (processed + skipped_stale)
+    latency_ms                 {stage: {p50, p95, p99, max, count}}, "total" = capture to result
+    temperature_c              CPU temperature where the machine tells, else null
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from edge.clock import MONOTONIC, Clock
+from edge.stats import Counters, LatencyStats
+from edge.watchdog.thermal import ThermalMonitor
+
+StatsFn = Callable[[], Mapping[str, Any]]
+
+#: fps is measured over about this much recent history
+RATE_WINDOW_NS = 5_000_000_000
+#: at most one rate sample per this interval (bounds the sample deque)
+_RATE_STEP_NS = 250_000_000
+
+
+class RateMeter:
+    """Events per second of a growing count, over the last :data:`RATE_WINDOW_NS`.
+
+    Sampled when read (no timer thread): each read stores ``(now, count)`` and answers with
+    the rate since the oldest sample still inside the window, or since the last sample when
+    reads were further apart than the window.
+    """
+
+    def __init__(self, clock: Clock = MONOTONIC, window_ns: int = RATE_WINDOW_NS) -> None:
+        self._clock, self._window_ns = clock, window_ns
+        self._samples: deque[tuple[int, int]] = deque()
+        self._lock = threading.Lock()
+
+    def rate(self, count: int) -> float:
+        now = self._clock.now_ns()
+        with self._lock:
+            s = self._samples
+            while len(s) > 1 and now - s[1][0] >= self._window_ns:
+                s.popleft()
+            if not s or now - s[-1][0] >= _RATE_STEP_NS:
+                s.append((now, count))
+            t0, n0 = s[0]
+        return (count - n0) * 1e9 / (now - t0) if now > t0 else 0.0
+
+
+class _Pipeline(Protocol):
+    """What :meth:`PipelineStats.of` reads from :class:`edge.pipeline.runner.Pipeline`."""
+
+    counters: Counters
+    stats: LatencyStats
+    budget_ns: int
+    clock: Clock
+
+    @property
+    def degrader(self) -> Any: ...  # .every
+
+    @property
+    def source(self) -> Any: ...  # .name
+
+    @property
+    def detector(self) -> Any: ...  # .name
+
+
+class PipelineStats:
+    """The :data:`StatsFn` of a run; thread-safe, cheap enough to call a few times a second."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        latency: LatencyStats,
+        *,
+        source: str,
+        model: str,
+        delegate: str,
+        budget_ns: int,
+        every: Callable[[], int] = lambda: 1,
+        clock: Clock = MONOTONIC,
+        thermal: Callable[[int], float | None] | None = None,
+    ) -> None:
+        self.counters, self.latency = counters, latency
+        self.info = {"source": source, "model": model, "delegate": delegate}
+        self.budget_ns, self._every, self._clock = budget_ns, every, clock
+        self._t0 = clock.now_ns()
+        self._fps = RateMeter(clock)
+        self._thermal = thermal if thermal is not None else _sys_temperature()
+
+    @classmethod
+    def of(cls, pipeline: _Pipeline, *, delegate: str = "cpu") -> PipelineStats:
+        return cls(
+            pipeline.counters,
+            pipeline.stats,
+            source=str(pipeline.source.name),
+            model=str(getattr(pipeline.detector, "name", "?")),
+            delegate=delegate,
+            budget_ns=pipeline.budget_ns,
+            every=lambda: int(pipeline.degrader.every),
+            clock=pipeline.clock,
+        )
+
+    def __call__(self) -> dict[str, Any]:
+        now = self._clock.now_ns()
+        counts = self.counters.as_dict()
+        by_cause = counts.pop("missed_by_cause")
+        frames = {k: int(v) for k, v in counts.items() if isinstance(v, int)}
+        held = frames.get("processed", 0) + frames.get("skipped_stale", 0)
+        every = self._every()
+        return {
+            **self.info,
+            "budget_ms": round(self.budget_ns / 1e6, 3),
+            "uptime_s": round((now - self._t0) / 1e9, 3),
+            "mode": "normal" if every <= 1 else "degraded",
+            "every": every,
+            "fps": round(self._fps.rate(frames.get("processed", 0)), 2),
+            "frames": frames,
+            "missed_by_cause": dict(by_cause) if isinstance(by_cause, Mapping) else {},
+            "miss_rate": round(frames.get("missed", 0) / held, 6) if held else 0.0,
+            "latency_ms": self.latency.snapshot(),
+            "temperature_c": self._thermal(now),
+        }
+
+
+def _sys_temperature() -> Callable[[int], float | None]:
+    """CPU temperature from /sys only: ``vcgencmd`` is a subprocess, too slow for a request."""
+    monitor = ThermalMonitor(vcgencmd=None)
+    lock = threading.Lock()
+
+    def read(now_ns: int) -> float | None:
+        with lock:  # the monitor caches and is meant for one thread at a time
+            return monitor.read(now_ns).temp_c
+
+    return read

@@ -1,0 +1,36 @@
+"""Capture sources: one small interface, a registry keyed by the ``--source`` spec.
+
+    src = open_source("demo", SourceOptions(fps=30))
+    try:
+        while (frame := src.read(timeout_s=0.5)) is not None or src.connected: ...
+    except EndOfStream: ...
+    finally:
+        src.close()
+
+See docs/SOURCES.md for every spec form, the options and what each backend needs.
+"""
+
+from edge.sources.base import (
+    ACCEPTED_FORMS,
+    CameraFrame,
+    CorruptFrame,
+    EndOfStream,
+    Source,
+    SourceOptions,
+)
+from edge.sources.registry import SourceSpec, open_source, parse_spec
+from edge.sources.supervisor import SourceStats, SupervisedSource
+
+__all__ = [
+    "ACCEPTED_FORMS",
+    "CameraFrame",
+    "CorruptFrame",
+    "EndOfStream",
+    "Source",
+    "SourceOptions",
+    "SourceSpec",
+    "SourceStats",
+    "SupervisedSource",
+    "open_source",
+    "parse_spec",
+]
