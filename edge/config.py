@@ -78,7 +78,7 @@ class Config:
         try:
             raw = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"config file {p} does not exist: pass an existing --config") from None
+            raise ConfigError(f"config file {p} does not exist: give an existing --config") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {p} cannot be read: {e}") from None
         except tomllib.TOMLDecodeError as e:

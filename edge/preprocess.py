@@ -142,10 +142,10 @@ def reduction_for(frame_w: int, frame_h: int, in_w: int, in_h: int) -> int:
 def decode_jpeg(data: bytes, factor: int = 1) -> Image:
     """Decode JPEG bytes to BGR, ``factor`` times smaller in each dimension (DCT scaling)."""
     flag = dict(_REDUCED).get(factor, cv2.IMREAD_COLOR)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    img: Image | None = cv2.imdecode(np.frombuffer(data, np.uint8), flag)  # type: ignore[assignment]
     if img is None:
         raise ImageError(f"corrupt or truncated JPEG frame ({len(data)} bytes)")
-    return img  # type: ignore[no-any-return]
+    return img
 
 
 def to_bgr8(img: npt.NDArray[Any]) -> Image:
@@ -153,11 +153,16 @@ def to_bgr8(img: npt.NDArray[Any]) -> Image:
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        f = img.astype(np.float64)
+        lo, hi = float(f.min()), float(f.max())
+        img = ((f - lo) * (255.0 / (hi - lo or 1.0))).astype(np.uint8)
+    out: Image
     if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)  # type: ignore[no-any-return]
+        out = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)  # type: ignore[assignment]
+        return out
     if img.ndim == 3 and img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)  # type: ignore[no-any-return]
+        out = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)  # type: ignore[assignment]
+        return out
     if img.ndim == 3 and img.shape[2] == 3:
         return img
     raise ImageError(f"unsupported image layout {img.shape}: expected gray, BGR or BGRA")

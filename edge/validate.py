@@ -27,7 +27,8 @@ def check_range(key: str, value: float, lo: float | None, hi: float | None) -> N
 def check_choice(key: str, value: str, choices: typing.Iterable[str]) -> None:
     choices = tuple(choices)
     if value not in choices:
-        raise ConfigError(f"{key} = {value!r} is not accepted: expected one of {', '.join(choices)}")
+        accepted = ", ".join(choices)
+        raise ConfigError(f"{key} = {value!r} is not accepted: expected one of {accepted}")
 
 
 def _type_name(tp: Any) -> str:
@@ -62,7 +63,7 @@ def _coerce(key: str, tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
         return tuple(_coerce(f"{key}[{i}]", elem, v, where) for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: [{key}] must be a table, got {value!r}")
         return from_mapping(tp, value, where=where, prefix=f"{key}.")

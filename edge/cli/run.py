@@ -5,7 +5,7 @@ Every flag has a config key (``--config FILE``, TOML) and flags override the fil
 ==================  ======================  ==================================================
 flag                key                     meaning
 ==================  ======================  ==================================================
---source SPEC       source.spec             camera, stream, file, folder or ``demo``
+--source SPEC       source.spec             camera, stream, file, folder, ``demo``, ``auto``
 --model NAME|PATH   model.name              a manifest name or a .tflite
 --delegate D        model.delegate          cpu, edgetpu, ... or a fallback chain
 --threads N         model.threads           interpreter threads
@@ -33,9 +33,9 @@ from edge.config import Config
 from edge.pipeline.settings import STALE_POLICIES
 from edge.pipeline.summary import RunSummary
 
-#: the source when neither ``--source`` nor ``source.spec`` says (scripts/demo picks a camera
-#: when one is present and passes it explicitly)
-DEFAULT_SOURCE = "demo"
+#: the source when neither ``--source`` nor ``source.spec`` says: ``auto`` is the first camera
+#: found (picamera2, then /dev/video0), else the built-in ``demo`` clip
+DEFAULT_SOURCE = "auto"
 
 
 def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -43,7 +43,7 @@ def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config file")
     p.add_argument("--source", required=required, metavar="SPEC",
                    help="0, /dev/videoN, picamera2[:N], gst:PIPELINE, rtsp://..., a video file, "
-                        "an image folder, or demo")  # fmt: skip
+                        "an image folder, demo, or auto (a camera if found, else demo; default)")
     p.add_argument("--model", required=required, metavar="NAME|PATH",
                    help="manifest name or .tflite path")  # fmt: skip
     p.add_argument("--delegate", metavar="D", help="cpu, edgetpu, ..., or a chain like edgetpu,cpu")
@@ -88,8 +88,39 @@ def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -
 
 
 def source_spec(args: argparse.Namespace, cfg: Config) -> str:
-    configured = getattr(cfg.source, "spec", None)  # the [source] section's spec, when it has one
-    return str(args.source or configured or DEFAULT_SOURCE)
+    spec = str(args.source or cfg.source.spec or DEFAULT_SOURCE)
+    return find_camera() if spec == "auto" else spec
+
+
+def find_camera() -> str:
+    """``auto``: a libcamera camera through picamera2, else a V4L2 device that delivers a frame,
+    else the built-in ``demo`` source (said in the log, so nobody wonders where the video is)."""
+    import importlib.util
+    import logging
+    from pathlib import Path
+
+    log = logging.getLogger(__name__)
+    if importlib.util.find_spec("picamera2") is not None:
+        try:
+            from picamera2 import Picamera2
+
+            if Picamera2.global_camera_info():
+                log.info("source auto: using the camera module (picamera2)")
+                return "picamera2"
+        except Exception as e:  # noqa: BLE001 - any libcamera trouble means "no camera here"
+            log.info("source auto: picamera2 present but unusable (%s)", e)
+    for dev in sorted(Path("/dev").glob("video[0-9]*")):
+        import cv2
+
+        cap = cv2.VideoCapture(str(dev), cv2.CAP_V4L2)
+        try:
+            if cap.isOpened() and cap.read()[0]:
+                log.info("source auto: using %s", dev)
+                return str(dev)
+        finally:
+            cap.release()
+    log.warning("source auto: no camera found; using the built-in demo clip (--source demo)")
+    return "demo"
 
 
 def print_summary(summary: RunSummary, as_json: bool) -> None:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.decoders.base import DecodeSpec, Decoder, TensorInfo
+from edge.decoders.base import Decoder, DecodeSpec, TensorInfo
 from edge.frame import Detections
 from edge.nms import weighted_nms, weighted_nms_packed
 
@@ -164,7 +164,8 @@ class MediaPipeDecoder(Decoder):
         w, nc = self.width, self.num_coords
         lin = np.zeros((nc, w), np.float32)
         xs, ys, ws, hs = (float(v) for v in self.scale)
-        bx, by, bw, bh = (self.box_off + i for i in ((0, 1, 2, 3) if self.reverse else (1, 0, 3, 2)))
+        order = (0, 1, 2, 3) if self.reverse else (1, 0, 3, 2)
+        bx, by, bw, bh = (self.box_off + i for i in order)
         for col, sign in ((0, -1), (2, 1)):
             lin[bx, col] = 1 / xs
             lin[bw, col] = sign / (2 * ws)
@@ -187,11 +188,11 @@ class MediaPipeDecoder(Decoder):
         idx = np.flatnonzero(logits >= self.logit_thr)
         if idx.size == 0:
             return Detections.empty(self.num_kp, self.spec.labels)
-        scores = logits[idx]
+        scores: npt.NDArray[np.float32] = logits[idx]
         if self.sigmoid:
             if self.clip:
                 scores = np.clip(scores, -self.clip, self.clip)
-            scores = 1.0 / (1.0 + np.exp(-scores))
+            scores = (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
         if not self.exp_size:
             return self._decode_linear(raw, idx, scores.astype(np.float32))
         boxes, kps = self._boxes(raw[idx], self.anchors[idx])

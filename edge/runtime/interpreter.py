@@ -142,7 +142,7 @@ class Runner:
         """Float32 outputs in interpreter order: views for float models, dequantized buffers for
         quantized ones. Valid until the next invoke; do not keep references."""
         outs: list[npt.NDArray[np.float32]] = []
-        for fn, plan in zip(self._out_fns, self._deq):
+        for fn, plan in zip(self._out_fns, self._deq, strict=True):
             raw = fn()
             if plan is None:
                 outs.append(raw)

@@ -192,9 +192,10 @@ class FrameHub:
         return await self._render_latest()
 
     def drain_stages(self) -> list[dict[str, int]]:
-        """The stage tables of frames that have finished (their ``publish`` stage is in)."""
+        """The stage tables of frames that have finished: those with their ``publish`` stage
+        in, and any with a newer frame behind them (the worker finishes one before the next)."""
         out: list[dict[str, int]] = []
         stages = self.stages
-        while stages and "publish" in stages[0]:
+        while stages and (len(stages) > 1 or "publish" in stages[0]):
             out.append(stages.popleft())
         return out

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from edge.validate import check_range
 from edge.errors import ConfigError, SourceError
 from edge.frame import Frame, Image
+from edge.validate import check_range
 
 #: the accepted forms of a source spec, for error messages and ``--help``
 ACCEPTED_FORMS = (

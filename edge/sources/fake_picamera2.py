@@ -1,27 +1,14 @@
 """A stand-in for the ``picamera2`` module, for machines without a Raspberry Pi camera.
 
 Tests put it in ``sys.modules["picamera2"]`` and open ``picamera2`` sources as usual, so the
-real adapter code runs against it. It follows picamera2's own code (raspberrypi/picamera2:
-``picamera2.py``, ``request.py``, ``job.py``) for everything the adapter touches:
-
-- ``Picamera2.global_camera_info()`` (dicts with Model, Location, Rotation, Id, Num) and
-  ``Picamera2(camera_num=0, verbose_console=None, tuning=None, allocator=None)``, which
-  fails with IndexError for a missing camera and RuntimeError when the camera is busy;
-- ``create_video_configuration(main, lores, raw, transform, colour_space, buffer_count,
-  controls, display, encode, queue)`` with picamera2's defaults, key checks and even-size
-  alignment; ``configure`` checks like ``check_camera_config`` (lores YUV, not larger than
-  main) and fills in ``stride`` and ``framesize``; ``camera_configuration()``;
-- ``start()``, ``stop()``, ``close()``, ``cancel_all_and_flush()``;
-- ``capture_request(wait=None, signal_function=None, flush=None)`` built on a ``Job`` over a
-  ``concurrent.futures.Future``, ``wait(job, timeout=None)``; with ``queue=True`` and more
-  than one buffer, the newest completed request is kept for the next capture;
-- requests are reference counted: ``release()`` gives the buffer back, a camera with all
-  its ``buffer_count`` buffers held by the application delivers nothing (frames are lost,
-  as with libcamera), and using a released request raises;
-- ``make_array("main")`` for RGB888 is (h, w, 3) in B, G, R order with the row padding
-  removed; ``make_array("lores")`` for YUV420 is (h * 3 / 2, stride), padding kept;
-  ``get_metadata()`` has ``SensorTimestamp`` (CLOCK_MONOTONIC ns, start of exposure),
-  ``ExposureTime``, ``FrameDuration`` and ``SensorSequence``.
+real adapter runs against it. It follows picamera2's own code (raspberrypi/picamera2:
+``picamera2.py``, ``request.py``, ``job.py``) for everything the adapter touches: camera
+info and opening errors, ``create_video_configuration`` defaults and checks, ``configure``
+filling in ``stride``, jobs on a ``Future`` with ``capture_request(wait, signal_function,
+flush)`` and ``wait(job, timeout)``, ``cancel_all_and_flush``, reference-counted requests
+(a camera whose buffers are all held delivers nothing), ``make_array`` for RGB888 (B, G, R;
+row padding removed) and YUV420 (``(h * 3 / 2, stride)``, padding kept), and metadata with
+``SensorTimestamp`` (CLOCK_MONOTONIC ns, start of exposure). docs/SOURCES.md lists it all.
 
 Not modelled: libcamera itself, controls other than FrameDurationLimits, raw streams,
 previews, encoders, the event-loop thread (jobs run on the fake sensor's thread instead).
@@ -33,16 +20,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import cv2
-import numpy as np
 
 from edge.frame import Image
 from edge.samples import sample_path
+from edge.sources.fake_picamera2_request import (
+    CompletedRequest,
+    Job,
+    fill_rgb,
+    fill_yuv420,
+)
 
 
 class FakeState:
@@ -69,91 +60,6 @@ state = FakeState()
 def reset() -> None:
     global state
     state = FakeState()
-
-
-class Job:
-    """As picamera2.job.Job: functions returning (done, result), a Future for the result."""
-
-    def __init__(self, functions: list[Callable[[], tuple[bool, Any]]]) -> None:
-        self._functions = functions
-        self._future: Future[Any] = Future()
-        self._future.set_running_or_notify_cancel()
-
-    def execute(self) -> bool:
-        try:
-            while self._functions:
-                done, result = self._functions[0]()
-                if not done:
-                    break
-                self._functions.pop(0)
-            if not self._functions:
-                self._future.set_result(result)
-        except Exception as e:
-            self._future.set_exception(e)
-            self._functions = []
-        return not self._functions
-
-    def get_result(self, timeout: float | None = None) -> Any:
-        return self._future.result(timeout=timeout)
-
-    def cancel(self) -> None:
-        self._future.set_exception(CancelledError())
-
-
-class CompletedRequest:
-    """A filled buffer set, reference counted like picamera2.request.CompletedRequest."""
-
-    def __init__(self, cam: Picamera2, buffers: dict[str, Image], metadata: dict[str, Any]):
-        self.picam2 = cam
-        self.ref_count = 1
-        self.stop_count = cam.stop_count
-        self.config = dict(cam.camera_config or {})
-        self._buffers: dict[str, Image] | None = buffers
-        self._metadata = metadata
-
-    def acquire(self) -> None:
-        with self.picam2.request_lock:
-            if self.ref_count == 0:
-                raise RuntimeError("CompletedRequest: acquiring lock with ref_count 0")
-            self.ref_count += 1
-
-    def release(self) -> None:
-        with self.picam2.request_lock:
-            self.ref_count -= 1
-            if self.ref_count < 0:
-                raise RuntimeError("CompletedRequest: lock now has negative ref_count")
-            if self.ref_count == 0:
-                self.picam2._recycle(self)
-                self._buffers = None
-
-    def get_metadata(self) -> dict[str, Any]:
-        self._check()
-        return dict(self._metadata)
-
-    def make_buffer(self, name: str) -> Image:
-        buffers = self._check()
-        if name not in buffers:
-            raise RuntimeError(f"Stream {name!r} is not defined")
-        return np.array(buffers[name], np.uint8)
-
-    def make_array(self, name: str) -> Image:
-        buf = self.make_buffer(name)
-        cfg = self.config[name]
-        w, h = cfg["size"]
-        stride = cfg["stride"]
-        if cfg["format"] in ("BGR888", "RGB888"):
-            rows = buf.reshape((h, stride))[:, : w * 3]
-            return np.ascontiguousarray(rows).reshape((h, w, 3))
-        if cfg["format"] in ("YUV420", "YVU420"):
-            return buf.reshape((h * 3 // 2, stride))
-        raise RuntimeError("Format " + cfg["format"] + " not supported")
-
-    def _check(self) -> dict[str, Image]:
-        if self._buffers is None:
-            raise RuntimeError(
-                "request used after release (the fake catches this; libcamera would not)"
-            )
-        return self._buffers
 
 
 def _align(size: tuple[int, int]) -> tuple[int, int]:
@@ -356,7 +262,9 @@ class Picamera2:
     def _capture_request_(self) -> tuple[bool, Any]:
         if not self.completed_requests:
             return (False, None)
-        return (True, self.completed_requests.pop(0))
+        request = self.completed_requests.pop(0)
+        state.delivered.append(request._metadata["SensorTimestamp"])
+        return (True, request)
 
     def _wait_for_timestamp_(self, timestamp_ns: int | None) -> tuple[bool, None]:
         if not timestamp_ns:
@@ -375,9 +283,8 @@ class Picamera2:
     # --- the sensor ----------------------------------------------------------------------
 
     def _held(self) -> int:
-        with self.lock:
-            queued = {id(r) for r in self.completed_requests}
-        return len(self._live - queued)
+        with self.lock, self.request_lock:
+            return len(self._live - {id(r) for r in self.completed_requests})
 
     def _recycle(self, request: CompletedRequest) -> None:
         self._live.discard(id(request))
@@ -406,9 +313,9 @@ class Picamera2:
 
     def _buffers(self, bgr: Image) -> dict[str, Image]:
         assert self.camera_config is not None
-        out = {"main": _fill_rgb(bgr, self.camera_config["main"])}
+        out = {"main": fill_rgb(bgr, self.camera_config["main"])}
         if self.camera_config["lores"] is not None:
-            out["lores"] = _fill_yuv420(bgr, self.camera_config["lores"])
+            out["lores"] = fill_yuv420(bgr, self.camera_config["lores"])
         return out
 
     def _complete(self, buffers: dict[str, Image], frame_us: int, seq: int) -> None:
@@ -424,14 +331,11 @@ class Picamera2:
                 state.lost += 1
                 return
             self._free_buffers -= 1
-        request = CompletedRequest(self, buffers, metadata)
-        self._live.add(id(request))
+            request = CompletedRequest(self, buffers, metadata)
+            self._live.add(id(request))
         with self.lock:
             self.completed_requests.append(request)
-            before = len(self._job_list)
             self._run_jobs()
-            if len(self._job_list) < before:
-                state.delivered.append(metadata["SensorTimestamp"])
             stale = self.completed_requests[
                 : max(0, len(self.completed_requests) - self._max_queue_len)
             ]
@@ -440,29 +344,4 @@ class Picamera2:
             old.release()
 
 
-def _fill_rgb(bgr: Image, cfg: dict[str, Any]) -> Image:
-    w, h = cfg["size"]
-    img = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
-    if cfg["format"] == "BGR888":
-        img = img[:, :, ::-1]  # libcamera's BGR888 is R, G, B in memory
-    buf = np.zeros((h, cfg["stride"]), np.uint8)
-    buf[:, : w * 3] = img.reshape(h, w * 3)
-    return buf.reshape(-1)
-
-
-def _fill_yuv420(bgr: Image, cfg: dict[str, Any]) -> Image:
-    w, h = cfg["size"]
-    stride = cfg["stride"]
-    i420 = cv2.cvtColor(
-        cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2YUV_I420
-    )
-    flat = i420.reshape(-1)
-    y = np.zeros((h, stride), np.uint8)
-    y[:, :w] = flat[: w * h].reshape(h, w)
-    planes = [y.reshape(-1)]
-    for k in range(2):  # U then V: h/2 rows of w/2, padded to stride/2
-        plane = np.zeros((h // 2, stride // 2), np.uint8)
-        start = w * h + k * (w // 2) * (h // 2)
-        plane[:, : w // 2] = flat[start : start + (w // 2) * (h // 2)].reshape(h // 2, w // 2)
-        planes.append(plane.reshape(-1))
-    return np.concatenate(planes)
+__all__ = ["CompletedRequest", "FakeState", "Job", "Picamera2", "reset", "state"]

@@ -206,18 +206,22 @@ class SupervisedSource:
         with self._lock:
             if self._inner is inner:
                 self._inner = None
-        for key in self._carry:
-            self._carry[key] += _counter(inner, key)
+        self._carry_counters(inner)
         try:
             inner.close()
         except Exception as e:  # a failing close must not stop the reconnect
             log.debug("source %s: close failed: %s", self.name, e)
+
+    def _carry_counters(self, inner: Source) -> None:
+        for key in self._carry:
+            self._carry[key] += _counter(inner, key)
 
     def close(self) -> None:
         with self._lock:
             self._stop.set()
             inner, self._inner = self._inner, None
         if inner is not None:
+            self._carry_counters(inner)
             inner.close()
 
 

@@ -144,5 +144,7 @@ def test_server_stopped_and_restarted_is_reconnected(
     assert stats.reconnect_attempts >= 3  # at least two refused, then the one that worked
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
-    assert lines[0].startswith(f"source {_url(server)} lost: ") and "reconnecting in 0.1 s" in lines[0]
+    assert (
+        lines[0].startswith(f"source {_url(server)} lost: ") and "reconnecting in 0.1 s" in lines[0]
+    )
     assert lines[1].startswith(f"source {_url(server)} back after ")

@@ -56,7 +56,10 @@ loop.run()
 
 
 def _check_system_gstreamer() -> None:
-    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    probe = (
+        "import gi; gi.require_version('GstRtspServer', '1.0'); "
+        "from gi.repository import GstRtspServer"
+    )
     try:
         r = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30)
     except FileNotFoundError:
@@ -146,8 +149,8 @@ def test_rtsp_server_stopped_and_restarted_is_reconnected(
     stamps = [t for _, t in got]
     stats = src.stats()
     # one numbering across both connections; gaps are frames the reader overwrote (dropped)
-    assert all(b > a for a, b in zip(seqs, seqs[1:]))
-    assert seqs[-1] + 1 <= stats.frames + stats.dropped
+    assert all(b > a for a, b in zip(seqs, seqs[1:], strict=False))
+    assert seqs[-1] + 1 <= stats.frames + stats.dropped + 1  # + one left unread at close
     assert stamps == sorted(stamps)
     assert (stats.read_errors, stats.reconnects) == (1, 1)
     assert stats.reconnect_attempts >= 3

@@ -98,7 +98,9 @@ def test_jpeg_problem() -> None:
     assert jpeg_problem(good[: len(good) // 2]) == "truncated: no end-of-image marker"
     assert jpeg_problem(b"garbage" * 50) == "no JPEG start-of-image marker"
     assert jpeg_problem(b"") == "no JPEG start-of-image marker"
-    assert jpeg_problem(b"\xff\xd8\xff\xe0" + b"\x00" * 100 + b"\xff\xd9") == "no start-of-scan marker"
+    assert (
+        jpeg_problem(b"\xff\xd8\xff\xe0" + b"\x00" * 100 + b"\xff\xd9") == "no start-of-scan marker"
+    )
 
 
 def test_corrupt_jpegs_are_counted_and_skipped(

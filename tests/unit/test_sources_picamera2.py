@@ -52,7 +52,7 @@ def test_frames_carry_main_lores_and_the_sensor_timestamp() -> None:
     assert [f.seq for f in frames] == list(range(len(frames)))
     # t_capture is the request's SensorTimestamp (start of exposure), not arrival time
     assert last.t_capture_ns == fake.state.delivered[-1]
-    assert all(b.t_capture_ns > a.t_capture_ns for a, b in zip(frames, frames[1:]))
+    assert all(b.t_capture_ns > a.t_capture_ns for a, b in zip(frames, frames[1:], strict=False))
     # the lores stream, converted from strided YUV420, shows the same picture as main, in
     # the same channel order (a B/R swap or a stride error would differ by far more)
     import cv2

@@ -104,8 +104,13 @@ def test_option_sizes() -> None:
 
 
 def test_gstreamer_detection_reads_the_build_information() -> None:
-    with_gst = "  Video I/O:\n    FFMPEG:                      YES\n    GStreamer:                   YES (1.22.0)\n"
-    without = "  Video I/O:\n    FFMPEG:                      YES\n    GStreamer:                   NO\n"
+    with_gst = (
+        "  Video I/O:\n    FFMPEG:                      YES\n"
+        "    GStreamer:                   YES (1.22.0)\n"
+    )
+    without = (
+        "  Video I/O:\n    FFMPEG:                      YES\n    GStreamer:                   NO\n"
+    )
     assert has_gstreamer(with_gst)
     assert not has_gstreamer(without)
 

@@ -90,6 +90,8 @@ def test_backoff_doubles_up_to_the_maximum_and_counters_follow(
     assert (stats.read_errors, stats.reconnect_attempts, stats.reconnects) == (1, 6, 1)
     assert stats.frames == 2
     assert stats.dropped == 3 + 3  # carried from the closed first source, plus the current one
+    src.close()
+    assert src.stats().dropped == 6 and not src.stats().connected  # kept after close
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [
         "source cam lost: USB unplugged; reconnecting in 1.0 s",
