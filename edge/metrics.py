@@ -137,7 +137,9 @@ def _gauges(s: Mapping[str, Any]) -> Iterator[Metric]:
     info.add_metric([str(s.get(k, "")) for k in ("source", "model", "delegate")], 1)
     yield info
     yield _gauge("edge_fps", "Frames processed per second, last few seconds", s.get("fps", 0.0))
-    yield _gauge("edge_mode", "0 normal, 1 degraded (shedding inference)", s.get("mode") != "normal")
+    yield _gauge(
+        "edge_mode", "0 normal, 1 degraded (shedding inference)", s.get("mode") != "normal"
+    )
     yield _gauge("edge_degrade_every", "Inference runs on every k-th frame", s.get("every", 1))
     yield _gauge("edge_frame_budget_seconds", "The frame deadline", s.get("budget_ms", 0) / 1e3)
     yield _gauge("edge_uptime_seconds", "Seconds since the run began", s.get("uptime_s", 0.0))

@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import logging
 import re
+import threading
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -81,6 +82,7 @@ class App:
         self.connections = 0
         self.max_connections = cfg.max_clients + 64
         self.dropped: Counter[str] = Counter()  # viewers cut off, by reason
+        self.viewers_changed = threading.Condition()  # notified when a viewer comes or goes
         self.routes: dict[str, Handler] = {
             "/": self._page,
             "/index.html": self._page,
@@ -159,7 +161,9 @@ class App:
             raise HttpError(401, "a token is required: ?token=... or Authorization: Bearer",
                             [("WWW-Authenticate", 'Bearer realm="edge"')])  # fmt: skip
         if not hmac.compare_digest(given.encode("utf-8", "replace"), self._token):
-            raise HttpError(401, "wrong token", [("WWW-Authenticate", 'Bearer error="invalid_token"')])
+            raise HttpError(
+                401, "wrong token", [("WWW-Authenticate", 'Bearer error="invalid_token"')]
+            )
 
     # -- endpoints --------------------------------------------------------------------------
     async def _page(self, req: Request) -> Response:
@@ -216,10 +220,22 @@ class App:
             return
         period = 1.0 / min(fps or self.cfg.stream_fps, self.cfg.stream_fps)
         self.hub.watch(width)
+        self._viewers_changed()
         try:
             await self._stream(writer, period, width)
         finally:
             self.hub.unwatch(width)
+            self._viewers_changed()
+
+    def _viewers_changed(self) -> None:
+        with self.viewers_changed:
+            self.viewers_changed.notify_all()
+
+    def wait_viewers(self, predicate: Callable[[App], bool], timeout_s: float) -> bool:
+        """Block (another thread than the loop's) until ``predicate(self)`` holds after a
+        viewer came or went; for operators' tools and tests."""
+        with self.viewers_changed:
+            return self.viewers_changed.wait_for(lambda: predicate(self), timeout_s)
 
     async def _stream(self, writer: asyncio.StreamWriter, period: float, width: int | None) -> None:
         loop = asyncio.get_running_loop()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from edge.validate import check_range
 from edge.errors import ConfigError
+from edge.validate import check_range
 
 #: the address the server binds when ``--http`` names only a port: the device itself, so a
 #: viewer on the LAN is an explicit choice (``--http 0.0.0.0:8080``)
@@ -94,11 +94,13 @@ class ServeConfig:
         if self.http is not None:
             parse_bind(self.http)
         if self.token is not None and (
-            len(self.token) < 8 or not self.token.isprintable() or any(c.isspace() for c in self.token)
+            len(self.token) < 8
+            or not self.token.isprintable()
+            or any(c.isspace() for c in self.token)
         ):
             raise ConfigError(
                 "serve.token must be at least 8 printable characters without spaces; "
-                "e.g. generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe())'"
+                "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe())'"
             )
         check_range("serve.max_clients", self.max_clients, 1, 1000)
         check_range("serve.stream_fps", self.stream_fps, 0.1, 120.0)

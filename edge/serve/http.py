@@ -117,9 +117,7 @@ def _query(qs: str) -> dict[str, str]:
     return out
 
 
-def head_bytes(
-    status: int, headers: Iterable[tuple[str, str]], *, keep_alive: bool
-) -> bytes:
+def head_bytes(status: int, headers: Iterable[tuple[str, str]], *, keep_alive: bool) -> bytes:
     """Status line and headers, blank line included."""
     reason = HTTPStatus(status).phrase
     lines = [f"HTTP/1.1 {status} {reason}"]

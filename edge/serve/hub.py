@@ -130,7 +130,9 @@ class FrameHub:
         self._last_render_s = self._loop.time()
         widths = tuple(self.widths)
         rendered = await self._loop.run_in_executor(self._pool, self._render, pub, widths)
-        if rendered is not None and (self.current is None or rendered.version > self.current.version):
+        if rendered is not None and (
+            self.current is None or rendered.version > self.current.version
+        ):
             self.current = rendered
             self.rendered += 1
             self._notify()

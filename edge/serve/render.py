@@ -11,9 +11,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from edge.frame import Detections, Frame, Image
 from edge.overlay import draw
@@ -65,7 +67,7 @@ class Rendered:
             hit = self._jpegs.get(key)
         if hit is not None:
             return hit
-        img = self.canvas
+        img: npt.NDArray[Any] = self.canvas
         if key is not None:
             height = max(1, round(self.height * key / self.width))
             img = cv2.resize(img, (key, height), interpolation=cv2.INTER_AREA)

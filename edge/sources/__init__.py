@@ -1,9 +1,12 @@
 """Capture sources: one small interface, a registry keyed by the ``--source`` spec.
 
-    src = open_source("demo", SourceOptions(fps=30))
+    src = open_source("demo", SourceOptions(fps=30))   # errors for bad specs raise here
     try:
-        while (frame := src.read(timeout_s=0.5)) is not None or src.connected: ...
-    except EndOfStream: ...
+        while running:
+            frame = src.read(timeout_s=0.25)   # None: no frame yet (or reconnecting)
+            ...
+    except EndOfStream:                        # files and folders only
+        ...
     finally:
         src.close()
 

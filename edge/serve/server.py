@@ -1,0 +1,283 @@
+"""The viewer's server: an asyncio event loop on a thread of its own, plus one render thread.
+
+Why asyncio and a hand-written HTTP/1.1 rather than ``http.server``: a viewer's MJPEG stream
+is a response that lasts as long as the viewer watches, and ``ThreadingHTTPServer`` would
+hold a thread per viewer for that long (and a stalled viewer would park its thread in a
+blocking ``send``). Here each connection is a coroutine; a stalled one is a buffer that stops
+draining and a timeout that closes it. Drawing and JPEG encoding, the only heavy work, run on
+one render thread (OpenCV releases the GIL there), once per produced frame and shared.
+
+The runner's side is four calls: :meth:`Server.attach_stats` (or
+:func:`edge.serve.attach.attach`), :meth:`Server.start`, :meth:`Server.publish` (O(1), from the
+worker) and :meth:`Server.stop`; :meth:`Server.record_miss` takes the watchdog's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from typing import Any
+
+from edge.clock import MONOTONIC, Clock
+from edge.errors import ConfigError
+from edge.frame import Detections, Frame, Image
+from edge.metrics import EdgeMetrics
+from edge.serve.app import App
+from edge.serve.config import Bind, ServeConfig
+from edge.serve.http import MAX_HEAD_BYTES
+from edge.serve.hub import FrameHub
+from edge.serve.provider import StatsFn
+from edge.watchdog.record import MissRecord
+
+log = logging.getLogger(__name__)
+
+#: content types of the files the page is made of (anything else in static/ is not served)
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+#: how often the finished frames' stage times go into the latency histogram
+FOLD_INTERVAL_S = 1.0
+#: the HUD's figures may be this old (the render thread asks for them up to stream_fps a second)
+HUD_MAX_AGE_NS = 500_000_000
+
+
+def load_static() -> dict[str, tuple[bytes, str]]:
+    """``{name: (bytes, content type)}`` of the package's static/ files, read once."""
+    out: dict[str, tuple[bytes, str]] = {}
+    for entry in resources.files("edge.serve").joinpath("static").iterdir():
+        suffix = "." + entry.name.rpartition(".")[2]
+        if entry.is_file() and suffix in CONTENT_TYPES:
+            out[entry.name] = (entry.read_bytes(), CONTENT_TYPES[suffix])
+    if "index.html" not in out:
+        raise FileNotFoundError("edge/serve/static/index.html is missing: reinstall edge-vision")
+    return out
+
+
+class Server:
+    """See the module docstring. Not restartable: one ``start`` and one ``stop``."""
+
+    def __init__(self, cfg: ServeConfig, *, clock: Clock = MONOTONIC) -> None:
+        self.cfg = cfg
+        self.bind: Bind = cfg.bind
+        self._clock = clock
+        self.hub = FrameHub(
+            stream_fps=cfg.stream_fps, quality=cfg.jpeg_quality, clock=clock, hud=self._hud
+        )
+        self.misses: deque[MissRecord] = deque(maxlen=cfg.misses_kept)
+        self.metrics: EdgeMetrics | None = None
+        self._stats_fn: StatsFn | None = None
+        self._hud_cache: tuple[int, tuple[str, ...]] | None = None
+        self.app = App(
+            cfg,
+            self.hub,
+            stats=self.stats,
+            health=self.health,
+            metrics=self._folded_metrics,
+            misses=self.misses,
+            static=load_static(),
+        )
+        self.address: tuple[str, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._conns: set[asyncio.Task[Any]] = set()
+
+    # -- the pipeline's side ----------------------------------------------------------------
+    def attach_stats(self, stats: StatsFn, budget_ns: int, *, clock: Clock | None = None) -> None:
+        """What the server reports and the budget it judges frames by; before ``start``.
+
+        ``clock`` must be the pipeline's (``publish`` compares it with capture times)."""
+        if clock is not None:
+            self._clock = self.hub.clock = clock
+        self._stats_fn = stats
+        self.hub.budget_ns = budget_ns
+        self.metrics = EdgeMetrics(budget_ns / 1e9, self.stats)
+
+    def publish(
+        self,
+        frame: Frame,
+        detections: Detections,
+        stale: bool = False,
+        *,
+        image: Image | None = None,
+        missed: bool | None = None,
+    ) -> None:
+        """The worker's newest result: O(1), non-blocking (a reference is kept, nothing drawn).
+
+        ``image`` is the decoded image the detections belong to, when the caller has it;
+        ``missed`` None means "late if the clock is past capture + budget now"."""
+        self.hub.publish(frame, detections, stale, image=image, missed=missed)
+
+    def overlay_hook(
+        self, frame: Frame, image: Image | None, detections: Detections, stale: bool
+    ) -> None:
+        """:meth:`publish` in the shape of the worker's ``overlay`` hook."""
+        self.hub.publish(frame, detections, stale, image=image)
+
+    def record_miss(self, record: MissRecord) -> None:
+        """A deadline-miss record for ``/api/misses`` (thread-safe, O(1))."""
+        self.misses.append(record)
+
+    # -- what the endpoints report ---------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """``/api/stats``: the attached stats plus the stream's own figures."""
+        out: dict[str, Any] = dict(self._stats_fn()) if self._stats_fn is not None else {}
+        out["stream"] = {
+            "clients": self.hub.watchers,
+            "max_clients": self.cfg.max_clients,
+            "stream_fps": self.cfg.stream_fps,
+            "published": self.hub.published,
+            "rendered": self.hub.rendered,
+            "dropped": dict(self.app.dropped),
+        }
+        return out
+
+    def health(self) -> tuple[bool, str]:
+        """(ok, reason): ok while a frame completed within ``health_budgets`` budgets."""
+        budget = self.hub.budget_ns
+        if budget is None:
+            return False, "no pipeline attached"
+        last = self.hub.last_publish_ns
+        if last is None:
+            return False, "starting: no frame has completed yet"
+        age_ms = (self._clock.now_ns() - last) / 1e6
+        limit_ms = self.cfg.health_budgets * budget / 1e6
+        if age_ms > limit_ms:
+            return False, (
+                f"no frame completed for {age_ms:.0f} ms (limit {limit_ms:.0f} ms: "
+                f"{self.cfg.health_budgets:g} budgets of {budget / 1e6:.1f} ms)"
+            )
+        return True, f"last frame completed {age_ms:.0f} ms ago"
+
+    def _hud(self) -> Sequence[str]:
+        """The HUD lines, from stats at most :data:`HUD_MAX_AGE_NS` old (render thread)."""
+        now = self._clock.now_ns()
+        cached = self._hud_cache
+        if cached is not None and now - cached[0] < HUD_MAX_AGE_NS:
+            return cached[1]
+        lines = hud_lines(self._stats_fn() if self._stats_fn is not None else {})
+        self._hud_cache = (now, lines)
+        return lines
+
+    def _folded_metrics(self) -> EdgeMetrics | None:
+        self._fold()
+        return self.metrics
+
+    def _fold(self) -> None:
+        metrics = self.metrics
+        for stages in self.hub.drain_stages():
+            if metrics is not None:
+                metrics.observe_frame(stages)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self.address or (self.bind.host, self.bind.port)
+        return Bind(host, port).url()
+
+    def start(self, timeout_s: float = 5.0) -> None:
+        """Listen and serve on a thread; returns once listening. ConfigError when the
+        address cannot be bound (in use, not an address of this machine)."""
+        if self._thread is not None:
+            raise RuntimeError("Server.start called twice")
+        self._thread = threading.Thread(target=self._run, name="serve-http", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise RuntimeError(f"the HTTP server did not start within {timeout_s} s")
+        if isinstance(self._error, OSError):
+            why = self._error.strerror or str(self._error)
+            raise ConfigError(
+                f"cannot serve on {self.bind.host}:{self.bind.port}: {why}; "
+                "pick another --http HOST:PORT (port in use?) or an address of this machine"
+            ) from self._error
+        if self._error is not None:
+            raise self._error
+        log.info("serving the live view on %s", self.url)
+
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """Close every connection and the loop; False if the thread did not end in time."""
+        loop, stop, thread = self._loop, self._stop, self._thread
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stop.set)
+        if thread is None:
+            return True
+        thread.join(timeout_s)
+        return not thread.is_alive()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as e:  # the thread must report, never die silently
+            self._error = self._error or e
+            log.exception("the HTTP server failed")
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="serve-render")
+        self.hub.bind(asyncio.get_running_loop(), pool)
+        try:
+            server = await asyncio.start_server(
+                self._handle, self.bind.host, self.bind.port, limit=MAX_HEAD_BYTES
+            )
+        except OSError as e:
+            self._error = e
+            pool.shutdown(wait=False)
+            return
+        host, port = server.sockets[0].getsockname()[:2]
+        self.address = (str(host), int(port))
+        self._ready.set()
+        background = [asyncio.create_task(self.hub.run()), asyncio.create_task(self._folding())]
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()
+            for task in (*background, *self._conns):
+                task.cancel()
+            await asyncio.wait([*background, *self._conns], timeout=1.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._fold()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        try:
+            await self.app.handle(reader, writer)
+        finally:
+            self._conns.discard(task)
+
+    async def _folding(self) -> None:
+        while True:
+            await asyncio.sleep(FOLD_INTERVAL_S)  # batching for the histogram, not a handshake
+            self._fold()
+
+
+def hud_lines(stats: dict[str, Any] | Any) -> tuple[str, ...]:
+    """``12.5 fps  p50 18.2  p99 24.0 ms`` (+ ``degraded: infer every 2nd``)."""
+    total = stats.get("latency_ms", {}).get("total", {})
+    line = f"{stats.get('fps', 0.0):.1f} fps"
+    if "p50" in total:
+        line += f"  p50 {total['p50']:.1f}  p99 {total['p99']:.1f} ms"
+    lines = [line]
+    if stats.get("mode") == "degraded":
+        lines.append(f"degraded: infer every {stats.get('every')}")
+    return tuple(lines)
