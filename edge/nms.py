@@ -173,25 +173,53 @@ def weighted_nms_packed(
     order = np.argsort(-scores, kind="stable")
     rows = packed[order].astype(np.float64)
     ws = scores[order].astype(np.float64)
-    member = _MediaPipeIoU(rows[:, :4]).matrix() > np.float32(iou_threshold)
-    if member[0].all():  # the common frame: one object, every candidate in its cluster
-        return (ws @ rows / ws.sum()).astype(np.float32)[None], ws[:1].astype(np.float32)
+    corners = rows[:, :4].astype(np.float32)  # MediaPipe compares overlaps in float32
+    sizes = corners[:, 2:] - corners[:, :2]
+    areas = sizes[:, 0] * sizes[:, 1]
+    valid = np.minimum(sizes[:, 0], sizes[:, 1]) >= 0  # not inverted
+    thr = np.float32(iou_threshold)
     out_rows: list[npt.NDArray[np.float64]] = []
     out_idx: list[int] = []
     remaining = np.arange(n)
     while remaining.size and (max_detections <= 0 or len(out_rows) < max_detections):
         top = int(remaining[0])
-        in_cluster = member[top, remaining]
-        cluster = remaining[in_cluster]
+        in_cluster = _row_iou(corners, areas, valid, top, remaining) > thr
         out_idx.append(top)
-        if not cluster.size:  # a zero-size best box: emitted unchanged, and the loop ends
+        if not in_cluster[0]:  # a zero-size best box (IoU 0 with itself): emitted unchanged,
+            # and the loop ends, as in MediaPipe
             out_rows.append(rows[top])
             break
+        if in_cluster.all():  # the usual last (often only) cluster: everything left joins it
+            w = ws[remaining]
+            out_rows.append(w @ rows[remaining] / w.sum())
+            break
+        cluster = remaining[in_cluster]
         w = ws[cluster]
         out_rows.append(w @ rows[cluster] / w.sum())
         remaining = remaining[~in_cluster]
-    return (np.asarray(out_rows, np.float32).reshape(len(out_rows), packed.shape[1]),
-            ws[out_idx].astype(np.float32))
+    return np.vstack(out_rows).astype(np.float32), ws[out_idx].astype(np.float32)
+
+
+def _row_iou(
+    corners: npt.NDArray[np.float32],
+    areas: npt.NDArray[np.float32],
+    valid: npt.NDArray[np.bool_],
+    top: int,
+    rest: IndexArray,
+) -> npt.NDArray[np.float32]:
+    """IoU of box ``top`` with boxes ``rest`` by MediaPipe's rules (see :class:`_MediaPipeIoU`),
+    in as few array operations as the rules allow: this runs once per output cluster."""
+    c = corners[rest]
+    wh = np.minimum(c[:, 2:], corners[top, 2:]) - np.maximum(c[:, :2], corners[top, :2])
+    hit = np.minimum(wh[:, 0], wh[:, 1]) >= 0
+    if not valid[top]:
+        hit[:] = False
+    hit &= valid[rest]
+    inter = np.where(hit, wh[:, 0] * wh[:, 1], np.float32(0.0))
+    norm = areas[rest] + areas[top] - inter
+    out = np.zeros(rest.shape[0], np.float32)
+    np.divide(inter, norm, out=out, where=hit & (norm > 0))
+    return out
 
 
 class _MediaPipeIoU:

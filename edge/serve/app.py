@@ -17,6 +17,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from edge.metrics import EdgeMetrics
 from edge.serve.config import ServeConfig
@@ -38,6 +39,7 @@ BOUNDARY = "edgeframe"
 #: accepted ranges of the query parameters
 FPS_RANGE, WIDTH_RANGE, LIMIT_RANGE = (0.1, 120.0), (16, 7680), (1, 1000)
 DEFAULT_MISSES = 20
+_ASSET = re.compile(rb'(href|src)="static/([A-Za-z0-9_.-]+)"')
 _INT = re.compile(r"[0-9]{1,6}")
 _FLOAT = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?|\.[0-9]{1,6}")
 
@@ -168,6 +170,9 @@ class App:
     # -- endpoints --------------------------------------------------------------------------
     async def _page(self, req: Request) -> Response:
         body, ctype = self.static["index.html"]
+        if self._token is not None:  # the page's own files need the token too
+            tok = quote(self.cfg.token or "", safe="").encode()
+            body = _ASSET.sub(lambda m: b'%s="static/%s?token=%s"' % (m[1], m[2], tok), body)
         csp = (
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             "connect-src 'self'; frame-ancestors 'none'"

@@ -63,6 +63,9 @@ def attach(server: Server, pipeline: Pipeline, *, delegate: str = "cpu") -> None
     if pipeline.worker.overlay is not None:
         raise ValueError("the pipeline's worker already has an overlay hook; attach one server")
     server.attach_stats(
-        PipelineStats.of(pipeline, delegate=delegate), pipeline.budget_ns, clock=pipeline.clock
+        PipelineStats.of(pipeline, delegate=delegate),
+        pipeline.budget_ns,
+        period_ns=pipeline.worker.timing.period_ns,
+        clock=pipeline.clock,
     )
     pipeline.worker.overlay = server.overlay_hook

@@ -1,15 +1,17 @@
 """The newest result in, shared JPEGs out: where the worker and the viewers meet.
 
 The worker's side, :meth:`FrameHub.publish`, is O(1) and never blocks: it stores a reference
-to the result (no copy, no drawing, no encoding), leaves the frame's stage table for the
-metrics, and, only when someone is watching and no wake-up is already pending, asks the event
-loop to look (``call_soon_threadsafe``: a lock and a byte to the loop's self-pipe).
+to the result (no copy, no drawing, no encoding) and leaves the frame's stage table for the
+metrics. It does not even wake anyone: waking the loop means a syscall, and a woken thread
+that takes the GIL just as the worker wants it back costs the worker up to a GIL switch
+interval (5 ms), which is what showed in the worker's p99 when it did.
 
-The loop's side renders at most ``stream_fps`` times a second, and only while a viewer is
-connected: it takes the newest result (older ones are simply never drawn), draws and encodes
-it on one render thread, and wakes the viewers. Each viewer then takes the newest rendered
-frame when it is ready for one; a viewer is never queued frames, so a slow one gets fewer
-frames, and a stalled one is cut off by its write timeout (see :mod:`edge.serve.app`).
+Instead, the loop's side samples: while a viewer waits for a frame, it looks at the newest
+result ``stream_fps`` times a second (which is the cap on drawing anyway), and when it is
+newer than the last one drawn, draws and encodes it on one render thread and wakes the
+viewers. Older results are simply never drawn. Each viewer takes the newest rendered frame
+when it is ready for one; a viewer is never queued frames, so a slow one gets fewer frames,
+and a stalled one is cut off by its write timeout (see :mod:`edge.serve.app`).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class FrameHub:
         self.current: Rendered | None = None
         self.rendered = 0
         self.widths: Counter[int | None] = Counter()
-        self._wake_pending = False
+        self.waiting = 0  # viewers waiting for a newer frame than they have
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
@@ -85,18 +87,6 @@ class FrameHub:
         self.latest = Published(self.published, frame, detections, image, age, missed)
         self.last_publish_ns = now
         self.stages.append(frame.stages_ns)  # filled in place as the frame finishes
-        if self.watchers and not self._wake_pending:
-            self._wake()
-
-    def _wake(self) -> None:
-        loop, kick = self._loop, self._kick
-        if loop is None or kick is None:
-            return
-        self._wake_pending = True
-        try:
-            loop.call_soon_threadsafe(self._on_wake, kick)
-        except RuntimeError:  # the loop is closing: nobody to show the frame to
-            self._wake_pending = False
 
     # -- the loop's side --------------------------------------------------------------------
     def bind(self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor) -> None:
@@ -104,22 +94,19 @@ class FrameHub:
         self._loop, self._pool = loop, pool
         self._kick, self._changed = asyncio.Event(), asyncio.Event()
 
-    def _on_wake(self, kick: asyncio.Event) -> None:
-        self._wake_pending = False
-        kick.set()
-
     async def run(self) -> None:
-        """The render task: newest result, at most ``stream_fps`` a second, while watched."""
+        """The render task: the newest result, at most ``stream_fps`` a second, while a
+        viewer waits for one; idle (no timer) while nobody does."""
         assert self._kick is not None and self._loop is not None
+        loop = self._loop
         while True:
             await self._kick.wait()
             self._kick.clear()
-            if not self.watchers:
-                continue
-            delay = self._last_render_s + self.period_s - self._loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)  # the rate cap; newer results replace the one seen
-            await self._render_latest()
+            while self.waiting:
+                t0 = loop.time()
+                await self._render_latest()
+                # the sampling period is the rate cap: the worker is never asked to signal
+                await asyncio.sleep(max(0.0, t0 + self.period_s - loop.time()))
 
     async def _render_latest(self) -> Rendered | None:
         assert self._loop is not None
@@ -158,8 +145,6 @@ class FrameHub:
     def watch(self, width: int | None) -> None:
         self.watchers += 1
         self.widths[width] += 1
-        assert self._kick is not None
-        self._kick.set()  # render the frame at hand for the newcomer
 
     def unwatch(self, width: int | None) -> None:
         self.watchers -= 1
@@ -169,12 +154,18 @@ class FrameHub:
 
     async def newer(self, version: int, timeout_s: float) -> Rendered | None:
         """The newest rendered frame once it is newer than ``version``; None on timeout."""
-        assert self._changed is not None
-        while self.current is None or self.current.version <= version:
-            try:
+        assert self._changed is not None and self._kick is not None
+        if self.current is not None and self.current.version > version:
+            return self.current
+        self.waiting += 1
+        self._kick.set()
+        try:
+            while self.current is None or self.current.version <= version:
                 await asyncio.wait_for(self._changed.wait(), timeout_s)
-            except asyncio.TimeoutError:
-                return None
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            self.waiting -= 1
         return self.current
 
     async def jpeg(self, rendered: Rendered, width: int | None) -> bytes:

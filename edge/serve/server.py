@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -44,6 +45,9 @@ CONTENT_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
+#: how much nicer than the pipeline the server's threads run: when the cores are busy, the
+#: scheduler gives the capture and worker threads the CPU first (Linux: per-thread nice)
+NICE_INCREMENT = 10
 #: how often the finished frames' stage times go into the latency histogram
 FOLD_INTERVAL_S = 1.0
 #: the HUD's figures may be this old (the render thread asks for them up to stream_fps a second)
@@ -75,6 +79,7 @@ class Server:
         self.misses: deque[MissRecord] = deque(maxlen=cfg.misses_kept)
         self.metrics: EdgeMetrics | None = None
         self._stats_fn: StatsFn | None = None
+        self._period_ns = 0
         self._hud_cache: tuple[int, tuple[str, ...]] | None = None
         self.app = App(
             cfg,
@@ -94,14 +99,24 @@ class Server:
         self._conns: set[asyncio.Task[Any]] = set()
 
     # -- the pipeline's side ----------------------------------------------------------------
-    def attach_stats(self, stats: StatsFn, budget_ns: int, *, clock: Clock | None = None) -> None:
+    def attach_stats(
+        self,
+        stats: StatsFn,
+        budget_ns: int,
+        *,
+        period_ns: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         """What the server reports and the budget it judges frames by; before ``start``.
 
-        ``clock`` must be the pipeline's (``publish`` compares it with capture times)."""
+        ``period_ns`` is the source's frame period when known (``/healthz`` allows the longer
+        of it and the budget between frames); ``clock`` must be the pipeline's (``publish``
+        compares it with capture times)."""
         if clock is not None:
             self._clock = self.hub.clock = clock
         self._stats_fn = stats
         self.hub.budget_ns = budget_ns
+        self._period_ns = max(budget_ns, period_ns or 0)
         self.metrics = EdgeMetrics(budget_ns / 1e9, self.stats)
 
     def publish(
@@ -144,19 +159,20 @@ class Server:
         return out
 
     def health(self) -> tuple[bool, str]:
-        """(ok, reason): ok while a frame completed within ``health_budgets`` budgets."""
-        budget = self.hub.budget_ns
-        if budget is None:
+        """(ok, reason): ok while a frame completed within ``health_budgets`` budgets (or
+        frame periods, when the source delivers less often than the budget)."""
+        if self.hub.budget_ns is None:
             return False, "no pipeline attached"
         last = self.hub.last_publish_ns
         if last is None:
             return False, "starting: no frame has completed yet"
         age_ms = (self._clock.now_ns() - last) / 1e6
-        limit_ms = self.cfg.health_budgets * budget / 1e6
+        unit_ms = self._period_ns / 1e6
+        limit_ms = self.cfg.health_budgets * unit_ms
         if age_ms > limit_ms:
             return False, (
                 f"no frame completed for {age_ms:.0f} ms (limit {limit_ms:.0f} ms: "
-                f"{self.cfg.health_budgets:g} budgets of {budget / 1e6:.1f} ms)"
+                f"{self.cfg.health_budgets:g} x {unit_ms:.1f} ms)"
             )
         return True, f"last frame completed {age_ms:.0f} ms ago"
 
@@ -217,6 +233,7 @@ class Server:
         return not thread.is_alive()
 
     def _run(self) -> None:
+        lower_priority()
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
@@ -230,7 +247,7 @@ class Server:
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
-        pool = ThreadPoolExecutor(1, thread_name_prefix="serve-render")
+        pool = ThreadPoolExecutor(1, "serve-render", initializer=lower_priority)
         self.hub.bind(asyncio.get_running_loop(), pool)
         try:
             server = await asyncio.start_server(
@@ -262,6 +279,10 @@ class Server:
         self._conns.add(task)
         try:
             await self.app.handle(reader, writer)
+        except asyncio.CancelledError:
+            # only stop() cancels connections; ending quietly keeps asyncio's stream callback
+            # from logging the cancellation as an error (Python 3.11)
+            pass
         finally:
             self._conns.discard(task)
 
@@ -269,6 +290,16 @@ class Server:
         while True:
             await asyncio.sleep(FOLD_INTERVAL_S)  # batching for the histogram, not a handshake
             self._fold()
+
+
+def lower_priority() -> None:
+    """Make the calling thread :data:`NICE_INCREMENT` nicer (Linux nice is per thread; a
+    no-op where threads cannot be reniced)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + NICE_INCREMENT)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at the same priority
+        log.debug("cannot lower the server threads' priority", exc_info=True)
 
 
 def hud_lines(stats: dict[str, Any] | Any) -> tuple[str, ...]:

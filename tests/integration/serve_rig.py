@@ -1,5 +1,9 @@
-"""A server fed like the pipeline feeds it, without the pipeline: real frames of vtest.avi with
-the real ``person`` model's detections, published by a paced thread, and a real HTTP client.
+"""A server fed like the pipeline feeds it, without the pipeline: real frames of a sample clip
+with a real model's detections, published by a paced thread, and a real HTTP client.
+
+The clip is Megamind.avi with the ``face`` model (the ``demo`` source's pair): the ``person``
+model (MediaPipe pose detection) finds none of vtest.avi's small pedestrians at its threshold,
+and a pixel check needs a box to look for.
 
 The detections are computed once per session (the model runs ~40 times); the publisher then
 replays them in a loop at the clip's pace, filling the same counters and latency rings the
@@ -36,11 +40,11 @@ class Sample:
     stages_ns: dict[str, int]
 
 
-def load_clip(path: Path, n: int = 40) -> list[Sample]:
-    """The first ``n`` frames of ``path`` with the person model's detections and timings."""
+def load_clip(path: Path, n: int = 40, model: str = "face") -> list[Sample]:
+    """The first ``n`` frames of ``path`` with ``model``'s detections and stage timings."""
     from edge.detector import load_detector
 
-    det = load_detector(ModelConfig(name="person"))
+    det = load_detector(ModelConfig(name=model))
     cap = cv2.VideoCapture(str(path))
     out: list[Sample] = []
     while len(out) < n:
@@ -53,7 +57,7 @@ def load_clip(path: Path, n: int = 40) -> list[Sample]:
         out.append(Sample(img, d, stages))
     cap.release()
     assert len(out) == n, f"{path} has fewer than {n} frames"
-    assert sum(len(s.detections) for s in out) > 0, "the person model found nobody in the clip"
+    assert sum(len(s.detections) for s in out) > 0, f"the {model} model found nothing in {path.name}"
     return out
 
 
@@ -62,6 +66,7 @@ class Publisher:
 
     def __init__(self, server: Server, clip: list[Sample], fps: float = 30.0) -> None:
         self.server, self.clip, self.period_ns = server, clip, round(1e9 / fps)
+        self.source = "Megamind.avi"
         self.counters, self.latency = Counters(), LatencyStats()
         self.stop = threading.Event()
         self.frames: dict[int, Sample] = {}  # seq -> what was published
@@ -73,8 +78,8 @@ class Publisher:
         return PipelineStats(
             self.counters,
             self.latency,
-            source="vtest.avi",
-            model="person",
+            source=self.source,
+            model="face",
             delegate="cpu",
             budget_ns=BUDGET_NS,
             thermal=lambda _now: None,
@@ -90,7 +95,7 @@ class Publisher:
 
     def publish_one(self, seq: int, *, stale: bool = False, missed: bool | None = None) -> None:
         s = self.clip[seq % len(self.clip)]
-        frame = Frame(seq, MONOTONIC.now_ns(), image=s.image, source="vtest.avi")
+        frame = Frame(seq, MONOTONIC.now_ns(), image=s.image, source=self.source)
         self.counters.inc("captured")
         self.server.publish(frame, s.detections, stale, missed=missed)
         for stage, ns in s.stages_ns.items():
@@ -178,4 +183,5 @@ class MjpegReader:
         return out
 
     def close(self) -> None:
+        self.resp.close()  # the response holds the socket open until it is closed too
         self.conn.close()

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("models_ready")
 
 @pytest.fixture(scope="module")
 def clip(samples_dir: Path) -> list[Sample]:
-    return load_clip(samples_dir / "vtest.avi")
+    return load_clip(samples_dir / "Megamind.avi")
 
 
 @pytest.fixture()
@@ -207,3 +207,19 @@ def test_nothing_is_drawn_while_nobody_watches(clip: list[Sample]) -> None:
         assert server.hub.rendered == 0 and server.hub.current is None
     finally:
         server.stop()
+
+
+def test_a_viewer_rate_cap_takes_the_newest_and_draws_only_what_it_takes(
+    live: tuple[Server, Publisher],
+) -> None:
+    server, pub = live
+    reader = MjpegReader(server, "?fps=5")
+    try:
+        seqs = [seq for seq, _, _ in reader.take(4)]
+    finally:
+        reader.close()
+    # 30 frames a second published, 5 a second taken: the newest each time, the rest skipped
+    gaps = [b - a for a, b in zip(seqs, seqs[1:])]
+    assert min(gaps) >= 3, seqs
+    # and drawing follows the viewer's demand, not the publisher's rate (nor stream_fps = 30)
+    assert server.hub.rendered <= len(seqs) + 1 < pub.count // 3

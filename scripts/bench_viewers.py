@@ -1,0 +1,220 @@
+"""Viewer benchmark: does watching the live view slow the pipeline?
+
+One process, one model, one server; the same paced source run in phases (alternating over
+``--rounds`` so machine noise hits all of them alike):
+
+  none     no viewer
+  one      one viewer reading /stream.mjpg as fast as it can
+  ten      ten viewers, five of them reading at 1 KB/s (they are disconnected by the server's
+           client timeout and reconnect, as the page does)
+
+The viewers run in a child process (their reading must not take the pipeline's GIL) and
+connect before the phase starts. Prints fps and capture-to-result p50/p99 per phase and the
+ratios to "none"; targets: fps >= 0.97x, p99 <= 1.1x.
+
+    .venv/bin/python scripts/bench_viewers.py [--seconds 20] [--rounds 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PHASES = {"none": (0, 0), "one": (1, 0), "ten": (5, 5)}  # (fast viewers, 1 KB/s viewers)
+SLOW_BPS = 1024
+
+
+# -- the viewers (child process) ------------------------------------------------------------
+def viewer(addr: tuple[str, int], slow: bool, stop: threading.Event, out: dict[str, int]) -> None:
+    """Read the stream until ``stop``; reconnect when the server hangs up (as the page does)."""
+    while not stop.is_set():
+        try:
+            with socket.create_connection(addr, timeout=5) as s:
+                s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: bench\r\n\r\n")
+                out["connects"] += 1
+                _read(s, slow, stop, out)
+        except OSError:
+            out["errors"] += 1
+        stop.wait(1.0 if slow else 0.2)  # the page retries after a pause too
+
+
+def _read(s: socket.socket, slow: bool, stop: threading.Event, out: dict[str, int]) -> None:
+    s.settimeout(30)
+    t0 = time.monotonic()
+    while not stop.is_set():
+        data = s.recv(SLOW_BPS if slow else 1 << 16)
+        if not data:
+            return
+        out["bytes"] += len(data)
+        out["parts"] += data.count(b"--edgeframe")
+        if slow:  # a token bucket at SLOW_BPS: wait until the bytes read so far are due
+            due = t0 + out["bytes"] / SLOW_BPS
+            stop.wait(max(0.0, due - time.monotonic()))
+
+
+def run_viewers(url: str, fast: int, slow: int) -> int:
+    # the viewers stand in for phones and browsers elsewhere on the LAN: on this machine they
+    # must not take the CPU from the pipeline they are measuring, so they run at nice 19
+    os.nice(19)
+    host, _, port = url.removeprefix("http://").rstrip("/").rpartition(":")
+    stop = threading.Event()
+    stats = [dict.fromkeys(("connects", "errors", "bytes", "parts"), 0) for _ in range(fast + slow)]
+    threads = [
+        threading.Thread(target=viewer, args=((host, int(port)), i >= fast, stop, stats[i]))
+        for i in range(fast + slow)
+    ]
+    for t in threads:
+        t.start()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    sys.stdin.read()  # the parent closes stdin at the end of the phase
+    stop.set()
+    for t in threads:
+        t.join(5)
+    sys.stdout.write(json.dumps({"fast": stats[:fast], "slow": stats[fast:]}) + "\n")
+    return 0
+
+
+# -- the pipeline (parent) ------------------------------------------------------------------
+class NullSink:
+    """The miss log's interface, keeping nothing (the records still reach the server)."""
+
+    lost = 0
+
+    def write(self, record: object) -> bool:
+        return True
+
+    def flush(self, timeout_s: float = 1.0) -> bool:
+        return True
+
+
+def phase(args: argparse.Namespace, server: Any, detector: Any, name: str) -> dict[str, Any]:
+    from edge.pipeline.runner import Outputs, Pipeline, Settings
+    from edge.pipeline.settings import PipelineConfig
+    from edge.serve import MissTee, attach
+    from edge.sources.base import SourceOptions
+    from edge.sources.registry import open_source
+
+    fast, slow = PHASES[name]
+    child = None
+    if fast + slow:
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--viewers", server.url, str(fast), str(slow)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    source = open_source(args.source, SourceOptions(fps=args.fps, loop=True))
+    settings = Settings(PipelineConfig(frames=round(args.seconds * args.fps)))
+    pipeline = Pipeline(
+        source, detector, settings, Outputs(MissTee(NullSink(), server.record_miss))
+    )
+    attach(server, pipeline)
+    summary = pipeline.run()
+    viewers: dict[str, Any] = {}
+    if child is not None:
+        out, _ = child.communicate("", timeout=30)
+        viewers = json.loads(out.strip().splitlines()[-1])
+    lat = summary.latency_ms
+    return {
+        "phase": name, "fps": round(summary.fps, 3), "p50_ms": lat.get("p50"),
+        "p99_ms": lat.get("p99"), "processed": summary.processed, "missed": summary.missed,
+        "viewer_parts": [v["parts"] for v in viewers.get("fast", [])],
+        "slow_connects": [v["connects"] for v in viewers.get("slow", [])],
+        "rendered": server.hub.rendered,
+    }  # fmt: skip
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    from edge.config import ModelConfig
+    from edge.detector import load_detector
+    from edge.serve import ServeConfig, Server
+
+    detector = load_detector(ModelConfig(name=args.model))
+    for _ in range(5):
+        detector.bare_invoke_ns()
+    server = Server(ServeConfig(http="127.0.0.1:0", max_clients=16))
+    server.start()
+    runs: list[dict[str, Any]] = []
+    try:
+        warm = argparse.Namespace(**{**vars(args), "seconds": 2.0})
+        phase(warm, server, detector, "one")  # warm caches and the render path; not reported
+        for _ in range(args.rounds):
+            for name in PHASES:
+                runs.append(phase(args, server, detector, name))
+                _progress(runs[-1])
+    finally:
+        server.stop()
+    return summarise(runs)
+
+
+def _progress(r: dict[str, Any]) -> None:
+    sys.stderr.write(
+        f"  {r['phase']:<5} fps {r['fps']:6.2f}  p50 {r['p50_ms']:6.2f} ms  "
+        f"p99 {r['p99_ms']:6.2f} ms  missed {r['missed']}  viewer frames {r['viewer_parts']}\n"
+    )
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"runs": runs, "phases": {}}
+    for name in PHASES:
+        rs = [r for r in runs if r["phase"] == name]
+        out["phases"][name] = {
+            "fps": round(statistics.median(r["fps"] for r in rs), 3),
+            "p50_ms": round(statistics.median(r["p50_ms"] for r in rs), 3),
+            "p99_ms": round(statistics.median(r["p99_ms"] for r in rs), 3),
+            "missed": sum(r["missed"] for r in rs),
+        }
+    base = out["phases"]["none"]
+    for name in ("one", "ten"):
+        p = out["phases"][name]
+        p["fps_ratio"] = round(p["fps"] / base["fps"], 4)
+        p["p99_ratio"] = round(p["p99_ms"] / base["p99_ms"], 4)
+        p["ok"] = p["fps_ratio"] >= 0.97 and p["p99_ratio"] <= 1.1
+    return out
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--viewers":
+        return run_viewers(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    from edge.samples import sample_path
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", default=str(sample_path("Megamind.avi")))
+    p.add_argument("--model", default="face")
+    p.add_argument("--fps", type=float, default=30.0, help="pace of the source")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    result = bench(args)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    head = ("phase", "fps", "p50 ms", "p99 ms", "missed", "fps x", "p99 x")
+    print(f"{head[0]:<6} " + " ".join(f"{h:>8}" for h in head[1:]))
+    for name, ph in result["phases"].items():
+        cells = (ph["fps"], ph["p50_ms"], ph["p99_ms"])
+        ratios = (ph.get("fps_ratio", 1.0), ph.get("p99_ratio", 1.0))
+        print(
+            f"{name:<6} " + " ".join(f"{c:8.2f}" for c in cells) + f" {ph['missed']:8d} "
+            + " ".join(f"{r:8.3f}" for r in ratios)
+        )  # fmt: skip
+    met = all(result["phases"][n]["ok"] for n in ("one", "ten"))
+    print(f"targets: fps >= 0.97x and p99 <= 1.1x of 'none': {'met' if met else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
