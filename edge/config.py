@@ -24,7 +24,9 @@ else:  # pragma: no cover - Jetson's Python 3.10
     import tomli as tomllib
 
 from edge.errors import ConfigError
+from edge.outputs.mqtt_config import MqttConfig
 from edge.pipeline.settings import DegradeConfig, PipelineConfig, WatchdogConfig
+from edge.serve.config import ServeConfig
 from edge.sources.base import SourceOptions
 from edge.validate import check_choice, check_range, from_mapping
 
@@ -69,6 +71,8 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     @classmethod
     def load(cls, path: str | Path | None) -> Config:

@@ -224,8 +224,15 @@ class Preprocessor:
         return c
 
     def __call__(self, image: Image, dst: npt.NDArray[Any]) -> Transform:
-        """Warp ``image`` (BGR uint8) into ``dst`` (the model input view, (H, W, C))."""
+        """Warp ``image`` (BGR uint8; gray, BGRA, 16-bit and float are converted) into ``dst``
+        (the model input view, (H, W, C)); :class:`ImageError` for an image that is not one."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            # warpAffine would write a new array of the image's own layout and leave _warp
+            # holding the previous frame: the model would see that frame again
+            image = to_bgr8(image)
         h, w = image.shape[:2]
+        if h == 0 or w == 0:
+            raise ImageError(f"empty image {image.shape}: nothing to detect on")
         _, _, t, m = self._fit(w, h)
         cv2.warpAffine(image, m, (self.in_w, self.in_h), dst=self._warp,
                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -15,6 +15,9 @@ flag                key                     meaning
 --frames N          pipeline.frames         stop after N captured frames
 --policy P          pipeline.policy         skip-stale (default) or process-all (offline)
 --miss-log PATH     watchdog.miss_log       the JSON-lines miss log (``-``: stdout)
+--http HOST:PORT    serve.http              the live page, MJPEG stream, JSON API, /metrics
+--http-token T      serve.token             a token every endpoint but /healthz requires
+--mqtt URL          mqtt.url                detection events and summaries to a broker
 ==================  ======================  ==================================================
 
 SIGTERM and SIGINT stop the run within about a second; the exit summary goes to stdout (human,
@@ -55,6 +58,12 @@ def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     p.add_argument("--policy", choices=STALE_POLICIES, help="late frames: skip-stale (default) "
                    "or process-all (offline)")  # fmt: skip
     p.add_argument("--miss-log", metavar="PATH", help="miss log file (- for stdout)")
+    p.add_argument("--http", metavar="HOST:PORT", help="serve the live page, stream and /metrics "
+                   "(127.0.0.1:8080 for this machine only; 0.0.0.0:8080 for the LAN)")
+    p.add_argument("--http-token", metavar="TOKEN", help="require this token on every endpoint "
+                   "but /healthz (header Authorization: Bearer TOKEN, or ?token=TOKEN)")
+    p.add_argument("--mqtt", metavar="URL", help="mqtt://HOST[:PORT] or mqtts://...: events, "
+                   "summaries and status to a broker")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -80,6 +89,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline.frames": args.frames,
         "pipeline.policy": args.policy,
         "watchdog.miss_log": args.miss_log,
+        "serve.http": getattr(args, "http", None),
+        "serve.token": getattr(args, "http_token", None),
+        "mqtt.url": getattr(args, "mqtt", None),
     }
 
 

@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 INBOX_SIZE = 1024
 #: the longest the output's thread waits with nothing to do (the mode is re-read this often)
 _TICK_NS = 1_000_000_000
+#: at stop, how long paho's thread may take to send DISCONNECT and end (the messages were
+#: waited for already); one still in a backoff sleep or a connect attempt is left behind
+_END_S = 0.5
 
 StatsFn = Callable[[], Mapping[str, Any]]
 
@@ -102,6 +105,16 @@ def _mode(every: int) -> str:
     return "normal" if every <= 1 else "degraded"
 
 
+def _digest(cfg: MqttConfig, now_ns: int) -> Digest:
+    return Digest(
+        appear_ns=round(cfg.debounce_s * 1e9),
+        leave_ns=round(cfg.leave * 1e9),
+        stall_ns=round(cfg.stall_s * 1e9),
+        interval_ns=round(cfg.summary_interval_s * 1e9),
+        now_ns=now_ns,
+    )
+
+
 class MqttOutput:
     """Build (config errors and a missing paho surface here, before anything runs),
     :meth:`attach` to a pipeline or feed the ``on_*`` hooks, :meth:`start`, and :meth:`stop`
@@ -137,17 +150,10 @@ class MqttOutput:
         self._seen_changes = 0
         self.inputs_dropped = 0
         self.produced = 0  # messages queued (events, presence, stats, status)
-        self.loops = 0  # passes of the output's thread (tests wait on it)
         self.failed = False  # the output's thread died (logged); the pipeline carries on
         self.delivered_all = False  # set at stop: the final messages reached the broker
         self._outbox = Outbox(cfg.queue_size, cfg.inflight)
-        self._digest = Digest(
-            appear_ns=round(cfg.debounce_s * 1e9),
-            leave_ns=round(cfg.leave * 1e9),
-            stall_ns=round(cfg.stall_s * 1e9),
-            interval_ns=round(cfg.summary_interval_s * 1e9),
-            now_ns=clock.now_ns(),
-        )
+        self._digest = _digest(cfg, clock.now_ns())
         self._seqs = {"events": 0, "stats": 0}
         self._announced = self._provider_errors = 0
         self._thread = threading.Thread(target=self._run, name="mqtt-output", daemon=True)
@@ -254,7 +260,7 @@ class MqttOutput:
             self._cond.notify_all()
         if self._thread.ident is not None:
             self._thread.join(timeout + 0.5)
-        self.link.end(0.5 + timeout)
+        self.link.end(_END_S)
         return self.delivered_all
 
     def __enter__(self) -> MqttOutput:
@@ -275,8 +281,7 @@ class MqttOutput:
                 if stopping:
                     break
                 self._housekeeping(now)
-                with self._cond:
-                    self.loops += 1
+                with self._cond:  # wake wait_for(): the counters may have moved
                     self._cond.notify_all()
             self._finish()
         except Exception:
@@ -312,30 +317,39 @@ class MqttOutput:
                 self._queue_all([self._presence_message(ev.class_id, ev.label, ev.count)])
         elif kind == "miss":
             d.miss(item[1], item[2])
-        elif kind == "health":
+        elif kind == "health":  # checked at once: a change undone in the same batch counts
             d.health.external = (item[1], item[2])
+            self._health(now)
 
     def _housekeeping(self, now: int) -> None:
         d = self._digest
         if self.every is not None:
             d.health.mode = _mode(self.every())
-        changed = d.health.check(now)
-        if self.link.connected and self._announced != self.link.connects:
-            # on every (re)connect the retained topics again, for a broker that restarted
-            # without them: the status ahead of the queue, the presence of every class behind
-            # it (newer than any presence message waiting, so it must arrive last)
-            self._announced = self.link.connects
-            self.produced += 1
-            self._outbox.put_first([self._status_message()])
-            self._queue_all(self._presence_messages())
-        elif changed is not None:
-            self._queue_all([self._status_message()])
-        if changed is not None:
-            body = payloads.health_event(changed, device=self.device, seq=self._next_seq("events"))
-            self._queue(self.topics.events, body, self.cfg.qos_events)
+        self._health(now)
         if now >= d.next_summary_ns:
             self._summary(now, final=False)
+        if self.link.connected and self._announced != self.link.connects:
+            self._announce()
         self._pump()
+
+    def _announce(self) -> None:
+        """On every (re)connect, the retained topics again, for a broker that restarted
+        without them: the presence of every class behind the queue (newer than any presence
+        message waiting, so it must arrive last), the status ahead of it (the pump that
+        follows hands it to paho first)."""
+        self._announced = self.link.connects
+        self._queue_all(self._presence_messages())
+        self.produced += 1
+        self._outbox.put_first([self._status_message()])
+
+    def _health(self, now: int) -> None:
+        """Publish a health change: an event, and the retained status that carries it."""
+        changed = self._digest.health.check(now)
+        if changed is None:
+            return
+        self._queue_all([self._status_message()])
+        body = payloads.health_event(changed, device=self.device, seq=self._next_seq("events"))
+        self._queue(self.topics.events, body, self.cfg.qos_events)
 
     def _next_seq(self, topic: str) -> int:
         self._seqs[topic] += 1

@@ -142,8 +142,8 @@ class MqttLink:
         ender = threading.Thread(target=self.client.loop_stop, name="mqtt-stop", daemon=True)
         ender.start()
         ender.join(timeout_s)
-        if ender.is_alive():
-            log.warning("MQTT: the network thread did not end within %.1f s", timeout_s)
+        if ender.is_alive():  # a daemon: it cannot hold the process, nor send anything now
+            log.debug("MQTT: the network thread did not end within %.1f s; left", timeout_s)
         return not ender.is_alive()
 
     # -- paho's callbacks (its network thread) -------------------------------------------

@@ -89,11 +89,13 @@ class Outbox:
         self._queue.append(msg)
 
     def put_first(self, msgs: Iterable[Message]) -> None:
-        """Queue ``msgs`` (in order) ahead of everything waiting: the state on a (re)connect."""
-        for msg in reversed(list(msgs)):
+        """Queue ``msgs`` (in order) ahead of everything waiting (the status on a reconnect);
+        when full, the oldest of the others make room, as with :meth:`put`."""
+        first = list(msgs)[: self.size]
+        for msg in reversed(first):
             self._queue.appendleft(msg)
         while len(self._queue) > self.size:
-            self._queue.pop()
+            del self._queue[len(first)]
             self.dropped["queue_full"] += 1
 
     def pump(self, publish: Publish, epoch: int) -> int:

@@ -25,6 +25,7 @@ import numpy as np
 
 from edge.clock import MONOTONIC, Clock
 from edge.config import ModelConfig
+from edge.outputs.mqtt_config import MqttConfig
 from edge.pipeline.capture import Capture
 from edge.pipeline.degrade import Degrader
 from edge.pipeline.gcslack import GcDiscipline
@@ -39,6 +40,7 @@ from edge.pipeline.settings import (
 )
 from edge.pipeline.summary import RunSummary
 from edge.pipeline.worker import DetectorLike, ResultCallback, Timing, Worker
+from edge.serve.config import ServeConfig
 from edge.sources.base import Source, SourceOptions
 from edge.sources.supervisor import SupervisedSource
 from edge.stats import Counters, LatencyStats
@@ -267,6 +269,12 @@ class RunConfig(Protocol):
     @property
     def watchdog(self) -> WatchdogConfig: ...
 
+    @property
+    def serve(self) -> ServeConfig: ...
+
+    @property
+    def mqtt(self) -> MqttConfig: ...
+
 
 def invoke_floor(detector: Any, n: int) -> dict[str, float]:
     """``n`` bare ``invoke`` calls on the current input: {p50, p99, min, count} in ms."""
@@ -296,8 +304,15 @@ def run(
     first invoke allocates and, with a delegate, compiles, and no frame should pay for that.
     """
     from edge.detector import load_detector  # the runtime loads here, not at import
+    from edge.outputs.mqtt import MqttOutput
+    from edge.outputs.tap import MissTap
+    from edge.serve.attach import attach
+    from edge.serve.server import Server
     from edge.sources.registry import open_source
 
+    # outputs that can refuse their config come first: one error line before the model loads
+    mqtt = MqttOutput(cfg.mqtt, environ=environ) if cfg.mqtt.enabled else None
+    server = Server(cfg.serve) if cfg.serve.http else None
     detector = load_detector(cfg.model)
     for _ in range(warmup_invokes):
         detector.bare_invoke_ns()
@@ -305,12 +320,27 @@ def run(
     notifier = Notifier.from_env(environ)
     source = open_source(spec, cfg.source, MONOTONIC)
     settings = Settings(cfg.pipeline, cfg.degrade, cfg.watchdog)
+    listeners = [o.record_miss for o in (server,) if o] + [o.on_miss for o in (mqtt,) if o]
     try:
-        with MissLog(path, cfg.watchdog.max_bytes, cfg.watchdog.backups) as sink:
+        with MissLog(path, cfg.watchdog.max_bytes, cfg.watchdog.backups) as log_sink:
+            sink = MissTap(log_sink, *listeners) if listeners else log_sink
             out = Outputs(sink, notifier, ThermalMonitor().read, path)
             pipeline = Pipeline(source, detector, settings, out)
-            with stop_on_signals(pipeline):
-                summary = pipeline.run()
+            if server is not None:
+                attach(server, pipeline, delegate=cfg.model.delegate)
+                server.start()
+                log.info("live view at %s", server.url)
+            if mqtt is not None:
+                mqtt.attach(pipeline)
+                mqtt.start()
+            try:
+                with stop_on_signals(pipeline):
+                    summary = pipeline.run()
+            finally:
+                if mqtt is not None:
+                    mqtt.stop()
+                if server is not None:
+                    server.stop()
     finally:
         source.close()
         notifier.close()

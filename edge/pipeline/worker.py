@@ -12,6 +12,13 @@ Deadline = capture time + budget. A frame already past it when picked up is skip
 late too); ``process-all`` processes it anyway. Frames the degradation policy sheds skip the
 model and are delivered with the last detections, marked stale.
 
+A source that goes silent (a camera unplugged, a stream down: the supervisor is reconnecting)
+is reported once, not frame by frame: when no frame has come for ``GAP_PERIODS`` frame
+periods (or budgets, whichever is longer; never under ``GAP_MIN_NS``) the worker tells the
+watchdog through :class:`~edge.pipeline.inflight.InFlight` (a ``Done`` with outcome ``gap``
+that stands for the frame that did not come), and once more (``gap-end``) when frames flow
+again. The watchdog makes one miss record of each (cause ``gap``) and counts the outage once.
+
 ``overlay`` and ``publish`` are hooks: ``overlay(frame, image, detections, stale)`` (none by
 default; the HTTP viewer draws there) and the subscribers, ``on_result(frame, detections,
 stale)``, called in order on the worker thread, so they must be quick (hand off, do not
@@ -36,6 +43,13 @@ from edge.pipeline.inflight import Done, InFlight
 from edge.stats import Counters, LatencyStats
 
 log = logging.getLogger(__name__)
+
+#: no frame for this many frame periods (or budgets, whichever is longer) is a gap ...
+GAP_PERIODS = 10
+#: ... but never sooner than this: a hiccup of a few frames is not an outage
+GAP_MIN_NS = 1_000_000_000
+#: the ``Done.outcome`` of a gap report: opened, and closed when frames come back
+GAP_OUTCOMES: tuple[str, ...] = ("gap", "gap-end")
 
 ResultCallback = Callable[[Frame, Detections, bool], None]
 OverlayHook = Callable[[Frame, Image | None, Detections, bool], None]
@@ -96,6 +110,10 @@ class Worker:
         self.error: BaseException | None = None
         self.get_timeout_s = 0.25
         self._last: Detections | None = None
+        self.gap_ns = max(GAP_MIN_NS, GAP_PERIODS * max(timing.budget_ns, timing.period_ns))
+        self._prev: Frame | None = None  # the last frame handled, without its image
+        self._idle_since_ns = 0  # when the worker finished it
+        self._gap: Frame | None = None  # stands for the missing frame while a gap is open
 
     def run(self) -> None:
         """Take frames until end of stream or stop; an unexpected error is kept in ``error``."""
@@ -106,6 +124,9 @@ class Worker:
                     break
                 if item is not None:
                     self.handle(item)
+                    self._idle_since_ns = self.clock.now_ns()
+                else:
+                    self._idle()
         except BaseException as e:
             self.error = e
             log.error("worker failed: %s", e, exc_info=True)
@@ -114,6 +135,9 @@ class Worker:
     def handle(self, frame: Frame) -> None:
         """One frame, from pick-up to publish."""
         t = self.clock.now_ns()
+        if self._gap is not None:
+            self._end_gap(frame)
+        self._prev = Frame(frame.seq, frame.t_capture_ns, source=frame.source)
         deadline = frame.t_capture_ns + self.timing.budget_ns
         frame.add_stage("wait", max(0, t - frame.t_capture_ns))
         if t > deadline and self.timing.skip_stale:
@@ -134,6 +158,27 @@ class Worker:
             dets = self._last
         end = self._deliver(frame, image, dets, not infer, t)
         self._finish(frame, deadline, end, "ok" if infer else "shed", inferred=infer)
+
+    def _idle(self) -> None:
+        """No frame within ``get_timeout_s``: open a gap once the worker has waited ``gap_ns``
+        since it finished the last frame (only after a first frame: a camera still starting
+        is not an outage)."""
+        last = self._prev
+        if last is None or self._gap is not None:
+            return
+        now = self.clock.now_ns()
+        if now - self._idle_since_ns > self.gap_ns:
+            self._gap = Frame(last.seq + 1, last.t_capture_ns, source=last.source)
+            deadline = last.t_capture_ns + self.timing.budget_ns
+            self.inflight.finish(Done(self._gap, deadline, now, "gap", self.degrader.every))
+            self.counters.inc("gaps")
+
+    def _end_gap(self, back: Frame) -> None:
+        gap, self._gap = self._gap, None
+        assert gap is not None
+        end = max(back.t_capture_ns, gap.t_capture_ns)
+        deadline = gap.t_capture_ns + self.timing.budget_ns
+        self.inflight.finish(Done(gap, deadline, end, "gap-end", self.degrader.every))
 
     def _lap(self, frame: Frame, stage: str, t0: int, next_stage: str | None) -> int:
         """End ``stage`` now (started at ``t0``), start ``next_stage``; the stamp."""

@@ -82,6 +82,7 @@ class App:
         self.metrics, self.misses, self.static = metrics, misses, static
         self._token = cfg.token.encode() if cfg.token else None
         self.connections = 0
+        self.closing = False  # the server is stopping: close connections at once
         self.max_connections = cfg.max_clients + 64
         self.dropped: Counter[str] = Counter()  # viewers cut off, by reason
         self.viewers_changed = threading.Condition()  # notified when a viewer comes or goes
@@ -110,7 +111,7 @@ class App:
             log.exception("HTTP connection failed")
         finally:
             self.connections -= 1
-            await _close(writer)
+            await _close(writer, abort=self.closing)
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Serve one request; whether the connection stays open for another."""
@@ -275,10 +276,10 @@ def _part(jpeg: bytes, seq: int) -> bytes:
     return head.encode() + jpeg + b"\r\n"
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
+async def _close(writer: asyncio.StreamWriter, *, abort: bool = False) -> None:
     if writer.transport.is_closing():
         return
-    if writer.transport.get_write_buffer_size():  # a client that will not read: no goodbye
+    if abort or writer.transport.get_write_buffer_size():  # stopping, or a client not reading
         writer.transport.abort()
         return
     writer.close()

@@ -50,8 +50,8 @@ CONTENT_TYPES = {
 NICE_INCREMENT = 10
 #: how often the finished frames' stage times go into the latency histogram
 FOLD_INTERVAL_S = 1.0
-#: the HUD's figures may be this old (the render thread asks for them up to stream_fps a second)
-HUD_MAX_AGE_NS = 500_000_000
+#: the HUD's figures may be this old (a stats snapshot costs ~2 ms: not one per drawn frame)
+HUD_MAX_AGE_NS = 1_000_000_000
 
 
 def load_static() -> dict[str, tuple[bytes, str]]:
@@ -97,6 +97,7 @@ class Server:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._conns: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[None]] = []  # referenced: the loop holds weak refs
 
     # -- the pipeline's side ----------------------------------------------------------------
     def attach_stats(
@@ -260,14 +261,20 @@ class Server:
         host, port = server.sockets[0].getsockname()[:2]
         self.address = (str(host), int(port))
         self._ready.set()
-        background = [asyncio.create_task(self.hub.run()), asyncio.create_task(self._folding())]
+        self._background = [
+            asyncio.create_task(self.hub.run()),
+            asyncio.create_task(self._folding()),
+        ]
         try:
             await self._stop.wait()
         finally:
             server.close()
-            for task in (*background, *self._conns):
+            self.app.closing = True  # connections end with an abort, not a goodbye
+            # every other task: connections just accepted may not be in _conns yet
+            rest = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in rest:
                 task.cancel()
-            await asyncio.wait([*background, *self._conns], timeout=1.0)
+            await asyncio.wait(rest, timeout=1.0)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
             pool.shutdown(wait=False, cancel_futures=True)

@@ -14,7 +14,13 @@ polling, and acts:
   its miss made the worker shed load); a frame skipped as stale is recorded with cause
   ``queue`` (action ``skipped``);
 * each missed frame gets exactly one record: a frame reported stuck is not reported again
-  when it finally finishes.
+  when it finally finishes;
+* a source that went silent (the worker reports a ``gap``: no frame for many frame periods,
+  see :mod:`edge.pipeline.worker`) is one miss with cause ``gap`` (action ``source-silent``),
+  recorded while it lasts, not one per missing frame; when frames come back a second record
+  with the same frame number carries the whole gap (action ``source-back``, ``latency_ms``
+  from the last capture before to the first after) and is not counted again: one outage, one
+  miss. A gap finishes no frame, so it never earns a ``WATCHDOG=1``.
 
 Records go to the miss log (never blocks) and the stderr summary (at most a line a second),
 and are counted in the run's counters by cause. The watchdog also speaks for the process to
@@ -36,6 +42,7 @@ from edge.clock import Clock
 from edge.frame import STAGES, Frame
 from edge.pipeline.inflight import Current, Done, InFlight
 from edge.pipeline.settings import WatchdogConfig
+from edge.pipeline.worker import GAP_OUTCOMES
 from edge.stats import Counters, LatencyStats
 from edge.watchdog.misslog import JsonRecord, MissSummary
 from edge.watchdog.notify import Notifier
@@ -127,6 +134,7 @@ class DeadlineWatchdog:
         self._progress = False
         self._stall_warned = False
         self._stopping = False
+        self.gaps = 0  # source outages reported by the worker
         self._thread: threading.Thread | None = None
         self._passes = threading.Condition()
         now = clock.now_ns()
@@ -194,6 +202,9 @@ class DeadlineWatchdog:
 
     # -- frames ---------------------------------------------------------------------------
     def _on_done(self, d: Done) -> None:
+        if d.outcome in GAP_OUTCOMES:
+            self._on_gap(d)
+            return
         self.completed += 1
         self._progress = True
         if not self.ready:
@@ -219,6 +230,23 @@ class DeadlineWatchdog:
         )
         self._record(frame, cause, action_of(d), d.end_ns, stages)
 
+    def _on_gap(self, d: Done) -> None:
+        """The worker's gap reports: ``d.frame`` stands for the frame that did not come (its
+        seq; its capture time is that of the last frame before the gap)."""
+        frame, opened = d.frame, d.outcome == "gap"
+        if opened:
+            self.gaps += 1
+            self._consecutive += 1
+        action = "source-silent" if opened else "source-back"
+        self._record(frame, "gap", action, d.end_ns, {}, count=opened)
+        silent_s = (d.end_ns - frame.t_capture_ns) / 1e9
+        what = (
+            "no frame from %s for %.1f s: recorded as a gap (frame %d); waiting for the source"
+            if opened
+            else "frames from %s again after %.1f s without any (the gap at frame %d)"
+        )
+        log.warning(what, frame.source or self.source, silent_s, frame.seq)
+
     def _check(self, cur: Current, now: int) -> None:
         """Report the frame in flight once it is more than ``stuck_ms`` past its deadline."""
         if cur.frame.seq != self._stuck_seq and now - cur.deadline_ns > self._stuck_ns:
@@ -240,8 +268,17 @@ class DeadlineWatchdog:
         )
 
     def _record(
-        self, frame: Frame, cause: str, action: str, t_ns: int, stages_ns: Mapping[str, int]
+        self,
+        frame: Frame,
+        cause: str,
+        action: str,
+        t_ns: int,
+        stages_ns: Mapping[str, int],
+        *,
+        count: bool = True,
     ) -> None:
+        """Write a miss record; ``count`` it (counters, stderr summary) unless it only closes
+        a miss already counted (the end of a gap)."""
         out = self.out
         extra: dict[str, Any] = {} if out.thermal is None else out.thermal(t_ns).record_fields()
         rec = MissRecord.create(
@@ -256,10 +293,11 @@ class DeadlineWatchdog:
             run=out.run_id,
             **extra,
         )
-        out.counters.miss(cause)
         out.sink.write(rec)
-        out.summary.add(rec, t_ns)
         self.records += 1
+        if count:
+            out.counters.miss(cause)
+            out.summary.add(rec, t_ns)
 
     def _final(self, now: int) -> None:
         """At stop: a frame still in flight past its deadline is a miss too."""

@@ -293,4 +293,3 @@ def make_tls(workdir: Path) -> Tls:
     for cmd in run:
         subprocess.run([str(c) for c in cmd], check=True, capture_output=True, timeout=TIMEOUT_S)
     return Tls(ca, cert, key)
-

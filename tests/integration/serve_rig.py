@@ -26,7 +26,7 @@ import numpy as np
 from edge.clock import MONOTONIC
 from edge.config import ModelConfig
 from edge.frame import Detections, Frame, Image
-from edge.serve import PipelineStats, ServeConfig, Server
+from edge.serve import PipelineStats, Server
 from edge.stats import Counters, LatencyStats
 
 BUDGET_NS = 33_000_000
@@ -57,7 +57,9 @@ def load_clip(path: Path, n: int = 40, model: str = "face") -> list[Sample]:
         out.append(Sample(img, d, stages))
     cap.release()
     assert len(out) == n, f"{path} has fewer than {n} frames"
-    assert sum(len(s.detections) for s in out) > 0, f"the {model} model found nothing in {path.name}"
+    assert sum(len(s.detections) for s in out) > 0, (
+        f"the {model} model found nothing in {path.name}"
+    )
     return out
 
 

@@ -100,9 +100,7 @@ def run_with_mqtt(clip: Path, broker: Broker, tmp_path: Path, sub: Subscriber) -
 
 
 @pytest.mark.usefixtures("models_ready")
-def test_events_and_summaries_match_the_runs_own_detections(
-    clip: Path, tmp_path: Path
-) -> None:
+def test_events_and_summaries_match_the_runs_own_detections(clip: Path, tmp_path: Path) -> None:
     broker = Broker(tmp_path).start()
     sub = Subscriber(broker.port, "edge/cam-1/#")
     try:

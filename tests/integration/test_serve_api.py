@@ -72,21 +72,24 @@ def test_metrics_agree_with_api_stats(served: tuple[Server, Publisher]) -> None:
     frames = stats["frames"]
     for name in ("captured", "processed", "dropped", "skipped_stale"):
         assert values[(f"edge_frames_{name}_total", ())] == frames[name], name
-    missed = {dict(k[1])["cause"]: v for k, v in values.items() if k[0] == "edge_frames_missed_total"}
+    missed = {
+        dict(k[1])["cause"]: v for k, v in values.items() if k[0] == "edge_frames_missed_total"
+    }
     assert sum(missed.values()) == frames["missed"] == 3
     assert missed["infer"] == stats["missed_by_cause"]["infer"] == 2 and missed["queue"] == 1
     # the histogram: every published frame once per stage, buckets at fractions of the budget
     total = (("stage", "total"),)
     assert values[("edge_frame_latency_seconds_count", total)] == 12
-    les = sorted(float(dict(k[1])["le"]) for k in values
-                 if k[0] == "edge_frame_latency_seconds_bucket" and dict(k[1])["stage"] == "total")  # fmt: skip
+    buckets = [dict(k[1]) for k in values if k[0] == "edge_frame_latency_seconds_bucket"]
+    les = sorted(float(b["le"]) for b in buckets if b["stage"] == "total")
     assert les[:-1] == list(latency_buckets(BUDGET_NS / 1e9)) and les[-1] == float("inf")
     assert 0.033 in les
     infer_sum = sum(s.stages_ns["infer"] for s in (pub.frames[i] for i in range(12))) / 1e9
     assert values[("edge_frame_latency_seconds_sum", (("stage", "infer"),))] == pytest.approx(
         infer_sum
     )
-    assert values[("edge_info", (("delegate", "cpu"), ("model", "face"), ("source", "Megamind.avi")))] == 1  # fmt: skip
+    info = (("delegate", "cpu"), ("model", "face"), ("source", "Megamind.avi"))
+    assert values[("edge_info", info)] == 1
     assert values[("edge_mode", ())] == 0 and values[("edge_degrade_every", ())] == 1
     assert values[("edge_frame_budget_seconds", ())] == pytest.approx(0.033)
 
@@ -148,7 +151,9 @@ def test_page_and_its_files(served: tuple[Server, Publisher]) -> None:
     server, _ = served
     status, headers, body = get(server, "/")
     assert status == 200 and headers["content-type"].startswith("text/html")
-    assert b'src="static/app.js"' in body and "script-src 'self'" in headers["content-security-policy"]
+    assert (
+        b'src="static/app.js"' in body and "script-src 'self'" in headers["content-security-policy"]
+    )
     for name, ctype in (("app.js", "text/javascript"), ("app.css", "text/css")):
         status, headers, body = get(server, f"/static/{name}")
         assert status == 200 and headers["content-type"].startswith(ctype) and body
@@ -187,9 +192,10 @@ def test_keep_alive_serves_several_requests_on_one_connection(
 
 
 def test_token_guards_everything_but_healthz(clip: list[Sample]) -> None:
+    clock = FakeClock()  # stands still: /healthz stays 200 after one frame, however slow we are
     server = Server(ServeConfig(http="127.0.0.1:0", token=TOKEN))
     pub = Publisher(server, clip)
-    server.attach_stats(pub.stats(), BUDGET_NS)
+    server.attach_stats(pub.stats(), BUDGET_NS, clock=clock)
     server.start()
     try:
         pub.publish_one(0)
@@ -240,7 +246,9 @@ def test_healthz_follows_completed_frames() -> None:
         assert (get_status_reason(server) or (0, ""))[0] == 200
         clock.advance(1_000_000)
         status, reason = get_status_reason(server) or (0, "")
-        assert status == 503 and "no frame completed for 166 ms (limit 165 ms: 5 x 33.0 ms)" in reason
+        assert (
+            status == 503 and "no frame completed for 166 ms (limit 165 ms: 5 x 33.0 ms)" in reason
+        )
         server.publish(Frame(1, clock.now_ns(), image=np.zeros((8, 8, 3), np.uint8)), det)
         assert (get_status_reason(server) or (0, ""))[0] == 200
     finally:

@@ -42,7 +42,9 @@ class Chromium:
     def __init__(self, timeout_s: float = 20.0) -> None:
         binary = shutil.which("chromium")
         if binary is None:
-            pytest.fail("chromium is not installed: apt-get install -y chromium (scripts/test does)")
+            pytest.fail(
+                "chromium is not installed: apt-get install -y chromium (scripts/test does)"
+            )
         self.timeout_s = timeout_s
         self.profile = tempfile.mkdtemp(prefix="edge-chromium-")
         to_r, to_w = os.pipe()
@@ -107,7 +109,8 @@ class Chromium:
         return bool(self.js(f"""new Promise((resolve) => {{
             const ok = () => {{ try {{ return !!({predicate}); }} catch (e) {{ return false; }} }};
             if (ok()) return resolve(true);
-            const obs = new MutationObserver(() => {{ if (ok()) {{ obs.disconnect(); resolve(true); }} }});
+            const obs = new MutationObserver(() => {{
+                if (ok()) {{ obs.disconnect(); resolve(true); }} }});
             obs.observe(document, {{subtree: true, childList: true, attributes: true,
                                     characterData: true}});
             setTimeout(() => {{ obs.disconnect(); resolve(ok()); }}, {timeout_ms});
@@ -162,9 +165,7 @@ def decode_png(data: bytes) -> np.ndarray:
     return img
 
 
-def test_the_page_shows_a_live_stream_and_live_stats(
-    clip: list[Sample], browser: Chromium
-) -> None:
+def test_the_page_shows_a_live_stream_and_live_stats(clip: list[Sample], browser: Chromium) -> None:
     server = Server(ServeConfig(http="127.0.0.1:0", token=TOKEN, stream_fps=15.0))
     pub = Publisher(server, clip)
     server.attach_stats(pub.stats(), BUDGET_NS)
@@ -201,9 +202,13 @@ def test_the_page_shows_a_live_stream_and_live_stats(
         assert shot_a.shape == shot_b.shape
         assert float(np.mean(np.abs(shot_a.astype(int) - shot_b.astype(int)))) > 2.0
         assert float(shot_b.std()) > 10.0  # a picture, not a blank box
-        cells = browser.js("[...document.querySelectorAll('#misses tbody td')].map(t => t.textContent)")
+        cells = browser.js(
+            "[...document.querySelectorAll('#misses tbody td')].map(t => t.textContent)"
+        )
         assert cells[1:3] == ["3", "infer"]
-        stages = browser.js("[...document.querySelectorAll('#stages tbody td:first-child')].map(t => t.textContent)")
+        stages = browser.js(
+            "[...document.querySelectorAll('#stages tbody td:first-child')].map(t => t.textContent)"
+        )
         assert "infer" in stages and "total" in stages
         assert server.hub.watchers == 1  # the page's <img> holds one stream
         (ROOT / "artifacts").mkdir(exist_ok=True)

@@ -27,7 +27,10 @@ FRAMES = 48  # two seconds of the clip at its own 24 fps
 @pytest.mark.usefixtures("models_ready")
 def test_a_real_run_served_end_to_end(samples_dir: Path, tmp_path: Path) -> None:
     detector = load_detector(ModelConfig(name="face"))
-    source = open_source(str(samples_dir / "Megamind.avi"), SourceOptions(), )
+    source = open_source(
+        str(samples_dir / "Megamind.avi"),
+        SourceOptions(),
+    )
     # a 2 ms budget: the model alone takes longer, so frames miss, the policy degrades and
     # reuses boxes (stale frames reach the viewer too), and every miss is in the records
     settings = Settings(PipelineConfig(budget_ms=2.0, frames=FRAMES))
@@ -53,7 +56,9 @@ def test_a_real_run_served_end_to_end(samples_dir: Path, tmp_path: Path) -> None
             server.stop()
 
 
-def check_agreement(server: Server, summary: RunSummary, parts: list[tuple[int, object, bytes]]) -> None:
+def check_agreement(
+    server: Server, summary: RunSummary, parts: list[tuple[int, object, bytes]]
+) -> None:
     assert len(parts) == 3 and [p[0] for p in parts] == sorted({p[0] for p in parts})
     assert summary.captured == FRAMES and summary.missed > 0
     stats = get_json(server, "/api/stats")
@@ -69,7 +74,9 @@ def check_agreement(server: Server, summary: RunSummary, parts: list[tuple[int, 
     }
     for name in ("captured", "processed", "dropped", "skipped_stale"):
         assert values[(f"edge_frames_{name}_total", ())] == summary.count(name), name
-    by_cause = {dict(k[1])["cause"]: v for k, v in values.items() if k[0] == "edge_frames_missed_total"}
+    by_cause = {
+        dict(k[1])["cause"]: v for k, v in values.items() if k[0] == "edge_frames_missed_total"
+    }
     assert {c: n for c, n in by_cause.items() if n} == dict(summary.missed_by_cause)
     # every processed frame went through publish once, so the histogram saw each one
     assert values[("edge_frame_latency_seconds_count", (("stage", "total"),))] == summary.processed

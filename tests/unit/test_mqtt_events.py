@@ -266,10 +266,10 @@ def test_outbox_drops_the_oldest_when_full_and_counts_it() -> None:
     for i in range(5):
         box.put(msg(i))
     assert len(box) == 3 and box.dropped["queue_full"] == 2
-    box.put_first([msg(90), msg(91)])  # ahead of the queue; the newest waiting ones go
+    box.put_first([msg(90), msg(91)])  # ahead of the queue; the oldest of the rest make room
     assert box.dropped["queue_full"] == 4
     assert box.pump(lib.publish, epoch=0) == 3
-    assert [m.topic for m, _ in lib.taken] == ["t/90", "t/91", "t/2"]
+    assert [m.topic for m, _ in lib.taken] == ["t/90", "t/91", "t/4"]
 
 
 def test_outbox_keeps_messages_the_library_cannot_take_and_bounds_inflight() -> None:

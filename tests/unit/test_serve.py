@@ -66,8 +66,14 @@ def test_serve_config_defaults_bind_loopback() -> None:
 
 
 def test_parse_head() -> None:
-    req = parse_head(b"GET /api/misses?limit=5&token=a%20b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert (req.method, req.path, dict(req.query)) == ("GET", "/api/misses", {"limit": "5", "token": "a b"})
+    req = parse_head(
+        b"GET /api/misses?limit=5&token=a%20b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert (req.method, req.path, dict(req.query)) == (
+        "GET",
+        "/api/misses",
+        {"limit": "5", "token": "a b"},
+    )
     assert req.headers["host"] == "x" and not req.keep_alive
     assert parse_head(b"GET / HTTP/1.1\r\n\r\n").keep_alive
     assert not parse_head(b"GET / HTTP/1.0\r\n\r\n").keep_alive
@@ -199,7 +205,9 @@ def test_render_scales_boxes_from_the_full_frame_to_a_reduced_decode() -> None:
 
 def test_rendered_encodes_once_per_width_and_never_upscales() -> None:
     img = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
-    out = render(Published(1, Frame(0, 0, image=img), Detections.empty(), None, None, False), (), 80)
+    out = render(
+        Published(1, Frame(0, 0, image=img), Detections.empty(), None, None, False), (), 80
+    )
     assert out is not None
     a = out.jpeg(80)
     assert out.jpeg(80) is a and out.cached(80) is a  # shared bytes

@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Soak benchmark: ``edge run`` on a looping real video for a long time, watched from outside.
+
+The pipeline runs as the service runs it: ``edge run`` in a child process, with this script
+playing systemd's part (``$NOTIFY_SOCKET`` bound here, ``$WATCHDOG_USEC`` set). Every
+``--interval-s`` (60) it samples the child from outside:
+
+* ``/proc/PID/status`` ``VmRSS`` and ``Threads``, ``/proc/PID/fd`` (open descriptors),
+  ``/proc/PID/stat`` CPU time, and the host's load average (other work on a shared machine);
+* the child's latest ``STATUS=`` line (``fps, p99, misses X% (missed of held)``): p99 is the
+  worker's rolling window of the last 4096 frames (about 2.3 min at 30 fps), the miss rate of
+  the interval comes from the difference of the cumulative counts;
+* how many ``WATCHDOG=1`` pings arrived (they stop if frames stop completing).
+
+At the end it sends SIGTERM, checks the exit code and the summary the run prints, and that
+no process is left behind, and writes ``NAME.csv``, ``NAME.json`` (samples, summary, verdict
+against the targets) and ``NAME.png`` (a small plot drawn with OpenCV) into ``--out``.
+
+Targets (issue 6): RSS growth <= 2 MB after warm-up, no growth in fds or threads, p99 stable
+within 10% (max and min of the post-warm-up samples within 10% of their median).
+
+    .venv/bin/python scripts/soak.py --minutes 30 --out docs/soak
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+STATUS_RE = re.compile(
+    r"fps (?P<fps>[\d.]+)(?:, p99 (?P<p99>[\d.]+) ms)?, misses [\d.]+% "
+    r"\((?P<missed>\d+) of (?P<held>\d+)\)"
+)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Sample:
+    minute: float
+    rss_kb: int
+    fds: int
+    threads: int
+    cpu_s: float
+    load1: float
+    fps: float
+    p99_ms: float
+    missed: int
+    held: int
+    miss_rate_pct: float  # of the frames held to a deadline during this interval
+    pings_total: int  # WATCHDOG=1 received since the start (they stop if frames stop)
+
+
+class Listener:
+    """The ``$NOTIFY_SOCKET`` end: keeps the last STATUS and counts pings."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.5)
+        self.status = ""
+        self.pings = 0
+        self.ready = threading.Event()
+        self.stopping = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            fields = dict(ln.split("=", 1) for ln in data.split("\n") if "=" in ln)
+            with self._lock:
+                self.status = fields.get("STATUS", self.status)
+                self.pings += fields.get("WATCHDOG") == "1"
+            if fields.get("READY") == "1":
+                self.ready.set()
+            if fields.get("STOPPING") == "1":
+                self.stopping.set()
+
+    def take(self) -> tuple[str, int]:
+        with self._lock:
+            return self.status, self.pings
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        self.sock.close()
+
+
+def proc_sample(pid: int) -> dict[str, Any]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(ln.split(":", 1) for ln in status.splitlines() if ":" in ln)
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return {
+        "rss_kb": int(fields["VmRSS"].split()[0]),
+        "threads": int(fields["Threads"]),
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "cpu_s": (int(stat[11]) + int(stat[12])) / CLK_TCK,  # utime + stime
+        "load1": os.getloadavg()[0],
+    }
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (a pipeline must not leave any behind)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                out.append(int(d.name))
+    return out
+
+
+def write_config(path: Path, status_s: float) -> None:
+    path.write_text(
+        "[source]\nloop = true\n\n"
+        f"[watchdog]\nstatus_interval_s = {status_s}\nrun_record_s = 60.0\n"
+    )
+
+
+def start_child(args: argparse.Namespace, work: Path, notify: Path) -> subprocess.Popen[bytes]:
+    config = work / "soak.toml"
+    write_config(config, status_s=min(10.0, args.interval_s))
+    argv = [str(REPO / ".venv/bin/edge"), "run", "--config", str(config),
+            "--source", args.source, "--model", args.model, "--fps", str(args.fps),
+            "--miss-log", str(work / "misses.jsonl"), "--json"]  # fmt: skip
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "10000000"}
+    env.pop("WATCHDOG_PID", None)
+    out, err = open(work / "stdout.json", "wb"), open(work / "stderr.log", "wb")  # noqa: SIM115
+    return subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=REPO)
+
+
+def sample(pid: int, listener: Listener, minute: float, prev: Sample | None) -> Sample:
+    p = proc_sample(pid)
+    status, pings = listener.take()
+    m = STATUS_RE.search(status)
+    fps = float(m["fps"]) if m else 0.0
+    p99 = float(m["p99"]) if m and m["p99"] else float("nan")
+    missed, held = (int(m["missed"]), int(m["held"])) if m else (0, 0)
+    d_missed = missed - (prev.missed if prev else 0)
+    d_held = held - (prev.held if prev else 0)
+    rate = 100.0 * d_missed / d_held if d_held > 0 else 0.0
+    return Sample(round(minute, 3), p["rss_kb"], p["fds"], p["threads"], p["cpu_s"], p["load1"], fps,
+                  p99, missed, held, round(rate, 4), pings)  # fmt: skip
+
+
+def verdict(samples: list[Sample], warmup_min: float) -> dict[str, Any]:
+    after = [s for s in samples if s.minute >= warmup_min]
+    if len(after) < 2:
+        return {"ok": False, "why": "fewer than two samples after warm-up"}
+    base = after[0]
+    rss_growth_mb = (max(s.rss_kb for s in after) - base.rss_kb) / 1024
+    fd_growth = max(s.fds for s in after) - base.fds
+    thread_growth = max(s.threads for s in after) - base.threads
+    p99 = np.array([s.p99_ms for s in after if np.isfinite(s.p99_ms)])
+    med = float(np.median(p99)) if p99.size else float("nan")
+    spread = float(max(p99.max() - med, med - p99.min()) / med) if p99.size else float("nan")
+    checks = {
+        "rss_growth_mb": (round(rss_growth_mb, 3), rss_growth_mb <= 2.0),
+        "fd_growth": (fd_growth, fd_growth <= 0),
+        "thread_growth": (thread_growth, thread_growth <= 0),
+        "p99_spread_pct": (round(100 * spread, 2), spread <= 0.10),
+    }
+    return {
+        "warmup_min": warmup_min,
+        "p99_median_ms": round(med, 3),
+        **{k: {"value": v, "ok": bool(ok)} for k, (v, ok) in checks.items()},
+        "ok": all(ok for _, ok in checks.values()),
+    }
+
+
+def plot(samples: list[Sample], path: Path, title: str) -> None:
+    """Four stacked panels (RSS MB, fds+threads, p99 ms, miss %), drawn with cv2.line."""
+    w, ph, pad = 720, 130, 40
+    panels = [
+        ("RSS MB", [s.rss_kb / 1024 for s in samples], (200, 80, 0)),
+        ("fds (blue) threads (red)", [float(s.fds) for s in samples], (200, 80, 0)),
+        ("p99 ms (rolling 4096 frames)", [s.p99_ms for s in samples], (0, 120, 0)),
+        ("miss rate % per interval", [s.miss_rate_pct for s in samples], (0, 0, 200)),
+    ]
+    img = np.full((pad + len(panels) * (ph + pad), w, 3), 255, np.uint8)
+    cv2.putText(img, title, (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    xs = [s.minute for s in samples]
+    for i, (label, ys, color) in enumerate(panels):
+        top = pad + i * (ph + pad)
+        series = [(ys, color)]
+        if i == 1:
+            series.append(([float(s.threads) for s in samples], (0, 0, 200)))
+        _panel(img, top, ph, w, xs, series, label)
+    cv2.imwrite(str(path), img)
+
+
+def _panel(img: Any, top: int, ph: int, w: int, xs: list[float],
+           series: list[tuple[list[float], tuple[int, int, int]]], label: str) -> None:  # fmt: skip
+    left, right = 60, w - 15
+    vals = [v for ys, _ in series for v in ys if np.isfinite(v)]
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1, hi + 1
+    x0, x1 = (xs[0], xs[-1]) if len(xs) > 1 and xs[-1] > xs[0] else (0.0, 1.0)
+    cv2.rectangle(img, (left, top), (right, top + ph), (180, 180, 180), 1)
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    cv2.putText(img, label, (left, top - 6), font, 0.45, black, 1, cv2.LINE_AA)
+    cv2.putText(img, f"{hi:.4g}", (2, top + 12), font, 0.38, black, 1, cv2.LINE_AA)
+    cv2.putText(img, f"{lo:.4g}", (2, top + ph), font, 0.38, black, 1, cv2.LINE_AA)
+    cv2.putText(img, f"{x1:.0f} min", (right - 50, top + ph + 14), font, 0.38, black, 1)
+
+    def pt(x: float, y: float) -> tuple[int, int]:
+        return (left + round((x - x0) / (x1 - x0) * (right - left)),
+                top + ph - round((y - lo) / (hi - lo) * ph))  # fmt: skip
+
+    for ys, color in series:
+        pts = [pt(x, y) for x, y in zip(xs, ys, strict=True) if np.isfinite(y)]
+        for a, b in zip(pts, pts[1:], strict=False):
+            cv2.line(img, a, b, color, 2, cv2.LINE_AA)
+
+
+def save(out: Path, name: str, samples: list[Sample], meta: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(Sample.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(asdict(s) for s in samples)
+    doc = {**meta, "samples": [asdict(s) for s in samples]}
+    (out / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    if len(samples) >= 2:
+        plot(samples, out / f"{name}.png", f"{name}: {meta['argv_summary']}")
+
+
+def stop_child(child: subprocess.Popen[bytes], work: Path) -> dict[str, Any]:
+    kids_before = children_of(child.pid)
+    child.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    try:
+        rc = child.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        rc = child.wait()
+    stop_s = time.monotonic() - t0
+    try:
+        summary = json.loads((work / "stdout.json").read_text() or "null")
+    except json.JSONDecodeError:
+        summary = None
+    left = [p for p in kids_before if Path(f"/proc/{p}").exists()]
+    return {"exit_code": rc, "stop_s": round(stop_s, 3), "summary": summary,
+            "children_before_stop": kids_before, "children_left": left}  # fmt: skip
+
+
+def soak(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="soak-", dir="/tmp"))
+    listener = Listener(work / "notify.sock")
+    child = start_child(args, work, work / "notify.sock")
+    meta: dict[str, Any] = {
+        "argv_summary": f"{Path(args.source).name} {args.model} @{args.fps:g} fps, "
+        f"{args.minutes:g} min",
+        "source": args.source, "model": args.model, "fps": args.fps, "minutes": args.minutes,
+        "interval_s": args.interval_s, "work": str(work), "pid": child.pid,
+        "cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }  # fmt: skip
+    samples: list[Sample] = []
+    try:
+        if not listener.ready.wait(120):
+            raise RuntimeError(f"no READY=1 within 120 s; see {work}/stderr.log")
+        t0 = time.monotonic()
+        n = max(1, round(args.minutes * 60 / args.interval_s))
+        wake = threading.Event()  # never set: a timed wait on the schedule, not a sync
+        for k in range(1, n + 1):
+            wake.wait(max(0.0, t0 + k * args.interval_s - time.monotonic()))
+            if child.poll() is not None:
+                raise RuntimeError(f"edge run exited early ({child.returncode}); see {work}")
+            prev = samples[-1] if samples else None
+            s = sample(child.pid, listener, (time.monotonic() - t0) / 60, prev)
+            samples.append(s)
+            sys.stderr.write(json.dumps(asdict(s)) + "\n")
+            save(Path(args.out), args.name, samples, meta)
+    finally:
+        meta["stop"] = stop_child(child, work) if child.poll() is None else {
+            "exit_code": child.returncode}  # fmt: skip
+        meta["stopping_seen"] = listener.stopping.is_set()
+        listener.close()
+        meta["verdict"] = verdict(samples, args.warmup_min)
+        save(Path(args.out), args.name, samples, meta)
+    sys.stdout.write(json.dumps({k: meta[k] for k in ("verdict", "stop")}, indent=1) + "\n")
+    return 0 if meta["verdict"].get("ok") else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument("--interval-s", type=float, default=60.0, help="sampling period")
+    p.add_argument("--warmup-min", type=float, default=2.0, help="excluded from the targets")
+    p.add_argument("--source", default=str(REPO / ".cache/samples/vtest.avi"))
+    p.add_argument("--model", default="person")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--out", default=str(REPO / "docs/soak"))
+    p.add_argument("--name", default="soak")
+    return soak(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
