@@ -329,7 +329,6 @@ def run(
             if server is not None:
                 attach(server, pipeline, delegate=cfg.model.delegate)
                 server.start()
-                log.info("live view at %s", server.url)
             if mqtt is not None:
                 mqtt.attach(pipeline)
                 mqtt.start()
