@@ -82,7 +82,7 @@ class Config:
         try:
             raw = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"config file {p} does not exist: give an existing --config") from None
+            raise ConfigError(f"config file {p} does not exist: give an existing file") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {p} cannot be read: {e}") from None
         except tomllib.TOMLDecodeError as e:
@@ -98,5 +98,3 @@ class Config:
             section, _, key = dotted.partition(".")
             raw.setdefault(section, {})[key] = value
         return from_mapping(type(self), raw, where="command line")
-
-

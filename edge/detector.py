@@ -17,7 +17,14 @@ from edge.decoders import DecodeSpec, build_decoder
 from edge.errors import ModelInvalid
 from edge.frame import Detections, Frame, Image
 from edge.models import ModelSpec, read_labels, resolve
-from edge.preprocess import Preprocessor, Transform, decode_jpeg, jpeg_size, reduction_for
+from edge.preprocess import (
+    Preprocessor,
+    Transform,
+    decode_jpeg,
+    jpeg_size,
+    model_image,
+    reduction_for,
+)
 from edge.runtime.interpreter import Runner
 
 log = logging.getLogger(__name__)
@@ -45,17 +52,26 @@ class Detector:
         labels = read_labels(cfg.labels) if cfg.labels else spec.labels
         self.labels = labels
         decode_spec = DecodeSpec(
-            input_w=inp.width, input_h=inp.height, params=spec.decoder_params, labels=labels,
+            input_w=inp.width,
+            input_h=inp.height,
+            params=spec.decoder_params,
+            labels=labels,
             score_threshold=cfg.threshold if cfg.threshold is not None else spec.threshold,
             iou_threshold=cfg.iou if cfg.iou is not None else spec.iou,
-            max_detections=cfg.max_detections, nms=spec.nms_kind,
+            max_detections=cfg.max_detections,
+            nms=spec.nms_kind,
         )
         self.decoder = build_decoder(runner.outputs_info, decode_spec, cfg.decoder or spec.family)
         quant = (inp.scale, inp.zero_point) if inp.dtype != np.float32 else (0.0, 0)
         self.pre = Preprocessor(
-            inp.width, inp.height, inp.channels, inp.dtype,
+            inp.width,
+            inp.height,
+            inp.channels,
+            inp.dtype,
             spec.normalization if inp.dtype == np.float32 or quant[0] else "raw",
-            spec.resize, rgb=spec.color == "rgb", quant=quant,
+            spec.resize,
+            rgb=spec.color == "rgb",
+            quant=quant,
         )
         self._reduce_cache: tuple[int, int, int] | None = None
         self._scaled: tuple[tuple[Transform, float], Transform] | None = None
@@ -95,6 +111,7 @@ class Detector:
         return c[2]
 
     def preprocess(self, image: Image) -> Transform:
+        image = model_image(image)  # gray, BGRA, float ... converted; ImageError before the view
         view = self.runner.input_view()
         try:
             return self.pre(image, view)
@@ -139,6 +156,10 @@ class Detector:
 
 def load_detector(cfg: ModelConfig) -> Detector:
     spec, path = resolve(cfg.name, cfg.dir)
-    runner = Runner(path, threads=cfg.threads, delegate=cfg.delegate,
-                    delegate_options=dict(cfg.delegate_options))
+    runner = Runner(
+        path,
+        threads=cfg.threads,
+        delegate=cfg.delegate,
+        delegate_options=dict(cfg.delegate_options),
+    )
     return Detector(spec, runner, cfg)

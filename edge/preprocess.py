@@ -82,9 +82,11 @@ class Transform:
         # three array operations on the boxes and two on the keypoints
         v = _VECTORS.get(self)
         if v is None:
-            v = (np.array([self.ox, self.oy] * 2, np.float32),
-                 np.array([self.sx, self.sy] * 2, np.float32),
-                 np.array([self.frame_w, self.frame_h] * 2, np.float32))
+            v = (
+                np.array([self.ox, self.oy] * 2, np.float32),
+                np.array([self.sx, self.sy] * 2, np.float32),
+                np.array([self.frame_w, self.frame_h] * 2, np.float32),
+            )
             if len(_VECTORS) > 64:
                 _VECTORS.clear()
             _VECTORS[self] = v
@@ -125,8 +127,11 @@ def jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
     return None
 
 
-_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-            (2, cv2.IMREAD_REDUCED_COLOR_2))
+_REDUCED = (
+    (8, cv2.IMREAD_REDUCED_COLOR_8),
+    (4, cv2.IMREAD_REDUCED_COLOR_4),
+    (2, cv2.IMREAD_REDUCED_COLOR_2),
+)
 
 
 def reduction_for(frame_w: int, frame_h: int, in_w: int, in_h: int) -> int:
@@ -168,6 +173,19 @@ def to_bgr8(img: npt.NDArray[Any]) -> Image:
     raise ImageError(f"unsupported image layout {img.shape}: expected gray, BGR or BGRA")
 
 
+def model_image(image: npt.NDArray[Any]) -> Image:
+    """``image`` as the BGR uint8 ``(H, W, 3)`` the preprocessor warps: gray, BGRA, 16-bit and
+    float are converted; :class:`ImageError` for anything else, an empty image included.
+
+    Call it before taking a view into the model's input: an exception raised while such a
+    view lives keeps it alive (in the traceback) and the interpreter refuses to invoke."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        image = to_bgr8(image)
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ImageError(f"empty image {image.shape}: nothing to detect on")
+    return image
+
+
 class Preprocessor:
     """Warps a BGR frame into a model's input buffer; every buffer is allocated here, once."""
 
@@ -207,8 +225,7 @@ class Preprocessor:
         if self.quantized:
             info = np.iinfo(self.dtype)
             self._lo, self._hi = info.min, info.max
-            self._f32 = np.zeros(self._warp.shape[:2] + ((3,) if channels == 3 else ()),
-                                 np.float32)
+            self._f32 = np.zeros(self._warp.shape[:2] + ((3,) if channels == 3 else ()), np.float32)
         # the transform and its matrix for the last frame size (a camera's size never changes)
         self._cache: tuple[int, int, Transform, npt.NDArray[np.float64]] | None = None
 
@@ -224,18 +241,23 @@ class Preprocessor:
         return c
 
     def __call__(self, image: Image, dst: npt.NDArray[Any]) -> Transform:
-        """Warp ``image`` (BGR uint8; gray, BGRA, 16-bit and float are converted) into ``dst``
-        (the model input view, (H, W, C)); :class:`ImageError` for an image that is not one."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        """Warp ``image`` (BGR uint8, see :func:`model_image`) into ``dst`` (the model input
+        view, (H, W, C))."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or not image.size:
             # warpAffine would write a new array of the image's own layout and leave _warp
             # holding the previous frame: the model would see that frame again
-            image = to_bgr8(image)
+            raise ImageError(f"expected a BGR uint8 image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        if h == 0 or w == 0:
-            raise ImageError(f"empty image {image.shape}: nothing to detect on")
         _, _, t, m = self._fit(w, h)
-        cv2.warpAffine(image, m, (self.in_w, self.in_h), dst=self._warp,
-                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        cv2.warpAffine(
+            image,
+            m,
+            (self.in_w, self.in_h),
+            dst=self._warp,
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         px = self._warp
         if self._code is not None and self._conv is not None:
             cv2.cvtColor(self._warp, self._code, dst=self._conv)

@@ -101,7 +101,8 @@ def main() -> int:
                 acc.setdefault(k, []).extend(v)
             inv += bare(det, len(blobs))
             mp += mediapipe(Path(tmp), a.model)[5:]  # MediaPipe's first frames warm it up
-    overhead = [t - d - i for t, d, i in zip(acc["total"], acc["decode"], acc["infer"], strict=True)]
+    parts = zip(acc["total"], acc["decode"], acc["infer"], strict=True)
+    overhead = [t - d - i for t, d, i in parts]
     res = {
         "model": a.model, "frames": len(blobs), "rounds": a.rounds, "threads": a.threads,
         "bare_invoke_ms": pct(inv), **{f"{k}_ms": pct(v) for k, v in acc.items()},

@@ -25,10 +25,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", help="output family: mediapipe, ssd, yolo (detected if omitted)")
     p.add_argument("--labels", help="labels file, one name per line")
     p.add_argument("--threshold", type=float, help="score threshold (the model's default)")
-    p.add_argument("--delegate", default="cpu", help="cpu, edgetpu, armnn, vx, gpu, a .so, "
-                   "or a fallback chain like edgetpu,cpu")
-    p.add_argument("--delegate-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for the delegate (repeatable)")
+    p.add_argument(
+        "--delegate",
+        default="cpu",
+        help="cpu, edgetpu, armnn, vx, gpu, a .so, or a fallback chain like edgetpu,cpu",
+    )
+    p.add_argument(
+        "--delegate-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option for the delegate (repeatable)",
+    )
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (1)")
     p.add_argument("--models-dir", help="where fetched models live (models/)")
 
@@ -43,14 +51,23 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
             raise ConfigError(f"--delegate-option {kv!r}: expected KEY=VALUE")
         opts[k] = v
     return ModelConfig(
-        name=args.model, decoder=args.decoder, labels=args.labels, threshold=args.threshold,
-        delegate=args.delegate, delegate_options=opts, threads=args.threads, dir=args.models_dir,
+        name=args.model,
+        decoder=args.decoder,
+        labels=args.labels,
+        threshold=args.threshold,
+        delegate=args.delegate,
+        delegate_options=opts,
+        threads=args.threads,
+        dir=args.models_dir,
     )
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("detect", help="detect objects in images",
-                       description="Run a model on still images; one JSON line per image.")
+    p = sub.add_parser(
+        "detect",
+        help="detect objects in images",
+        description="Run a model on still images; one JSON line per image.",
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     add_model_args(p)
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -85,7 +102,9 @@ def detect_one(det: Detector, path: str) -> tuple[dict[str, Any], Image, Detecti
     times: dict[str, int] = {"decode": time.perf_counter_ns() - t0}
     d = det.detect(img, times)
     rec = {
-        "source": path, "width": int(img.shape[1]), "height": int(img.shape[0]),
+        "source": path,
+        "width": int(img.shape[1]),
+        "height": int(img.shape[0]),
         "detections": d.to_dicts(),
         "timings_ms": {k: round(v / 1e6, 3) for k, v in times.items()},
     }
@@ -95,8 +114,10 @@ def detect_one(det: Detector, path: str) -> tuple[dict[str, Any], Image, Detecti
 def print_table(rec: dict[str, Any]) -> None:
     out = sys.stdout
     t = rec["timings_ms"]
-    out.write(f"{rec['source']}  {rec['width']}x{rec['height']}  {len(rec['detections'])} found  "
-              f"(infer {t['infer']:.1f} ms)\n")
+    out.write(
+        f"{rec['source']}  {rec['width']}x{rec['height']}  {len(rec['detections'])} found  "
+        f"(infer {t['infer']:.1f} ms)\n"
+    )
     for d in rec["detections"]:
         box = ", ".join(f"{v:.0f}" for v in d["box"])
         out.write(f"  {d['label']:<10} {d['score']:.2f}  [{box}]\n")

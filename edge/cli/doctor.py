@@ -49,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"  {spec.name:<10} {st}\n")
         ok += st == "ok"
         if st == "checksum mismatch":
-            problems.append(f"model {spec.name}: checksum mismatch; re-fetch it with "
-                            f"`edge models fetch {spec.name}`")
+            problems.append(
+                f"model {spec.name}: checksum mismatch; re-fetch it with "
+                f"`edge models fetch {spec.name}`"
+            )
     if ok == 0:
         problems.append("no model is fetched: run `edge models fetch`")
     from edge.doctor_checks import checks

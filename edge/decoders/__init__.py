@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge.decoders.base import DecodeSpec, Decoder, TensorInfo, describe_outputs
+from edge.decoders.base import Decoder, DecodeSpec, TensorInfo, describe_outputs
 from edge.errors import ModelInvalid
 
 

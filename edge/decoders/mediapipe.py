@@ -26,17 +26,39 @@ from edge.decoders.base import Decoder, DecodeSpec, TensorInfo
 from edge.frame import Detections
 from edge.nms import weighted_nms, weighted_nms_packed
 
-ANCHOR_KEYS = frozenset({
-    "num_layers", "min_scale", "max_scale", "strides", "anchor_offset_x", "anchor_offset_y",
-    "aspect_ratios", "fixed_anchor_size", "interpolated_scale_aspect_ratio",
-    "reduce_boxes_in_lowest_layer",
-})
-DECODE_KEYS = frozenset({
-    "num_coords", "box_coord_offset", "keypoint_coord_offset", "num_keypoints",
-    "num_values_per_keypoint", "reverse_output_order", "x_scale", "y_scale", "w_scale",
-    "h_scale", "sigmoid_score", "score_clipping_thresh", "apply_exponential_on_box_size",
-    "box_from_keypoints", "box_scale",
-})
+ANCHOR_KEYS = frozenset(
+    {
+        "num_layers",
+        "min_scale",
+        "max_scale",
+        "strides",
+        "anchor_offset_x",
+        "anchor_offset_y",
+        "aspect_ratios",
+        "fixed_anchor_size",
+        "interpolated_scale_aspect_ratio",
+        "reduce_boxes_in_lowest_layer",
+    }
+)
+DECODE_KEYS = frozenset(
+    {
+        "num_coords",
+        "box_coord_offset",
+        "keypoint_coord_offset",
+        "num_keypoints",
+        "num_values_per_keypoint",
+        "reverse_output_order",
+        "x_scale",
+        "y_scale",
+        "w_scale",
+        "h_scale",
+        "sigmoid_score",
+        "score_clipping_thresh",
+        "apply_exponential_on_box_size",
+        "box_from_keypoints",
+        "box_scale",
+    }
+)
 
 
 def _scale(lo: float, hi: float, i: int, n: int) -> float:
@@ -140,15 +162,24 @@ class MediaPipeDecoder(Decoder):
         self.kp_vals = int(p.get("num_values_per_keypoint", 2))
         self.reverse = bool(p.get("reverse_output_order", True))
         self.scale = np.array(
-            [p.get("x_scale", spec.input_w), p.get("y_scale", spec.input_h),
-             p.get("w_scale", spec.input_w), p.get("h_scale", spec.input_h)], np.float32)
+            [
+                p.get("x_scale", spec.input_w),
+                p.get("y_scale", spec.input_h),
+                p.get("w_scale", spec.input_w),
+                p.get("h_scale", spec.input_h),
+            ],
+            np.float32,
+        )
         self.exp_size = bool(p.get("apply_exponential_on_box_size", False))
         self.sigmoid = bool(p.get("sigmoid_score", True))
         self.clip = float(p.get("score_clipping_thresh", 0.0))
         thr = spec.score_threshold
         # score >= thr  <=>  logit >= log(thr / (1 - thr)): threshold before the sigmoid
-        self.logit_thr = (math.log(thr / (1 - thr)) if 0 < thr < 1 else
-                          (-math.inf if thr <= 0 else math.inf)) if self.sigmoid else thr
+        self.logit_thr = (
+            (math.log(thr / (1 - thr)) if 0 < thr < 1 else (-math.inf if thr <= 0 else math.inf))
+            if self.sigmoid
+            else thr
+        )
         bfk = p.get("box_from_keypoints")
         self.box_from_kp = (int(bfk[0]), int(bfk[1])) if bfk else None
         self.box_scale = float(p.get("box_scale", 1.0))
@@ -197,8 +228,8 @@ class MediaPipeDecoder(Decoder):
             return self._decode_linear(raw, idx, scores.astype(np.float32))
         boxes, kps = self._boxes(raw[idx], self.anchors[idx])
         boxes, scores, kps = weighted_nms(
-            boxes, scores.astype(np.float32), kps, self.spec.iou_threshold,
-            self.spec.max_detections)
+            boxes, scores.astype(np.float32), kps, self.spec.iou_threshold, self.spec.max_detections
+        )
         boxes *= np.tile(self.size, 2)
         if kps is not None:
             kps *= self.size
@@ -207,14 +238,17 @@ class MediaPipeDecoder(Decoder):
         return Detections(boxes, scores, np.zeros(len(scores), np.int32), kps, self.spec.labels)
 
     def _decode_linear(
-        self, raw: npt.NDArray[np.float32], idx: npt.NDArray[np.intp],
+        self,
+        raw: npt.NDArray[np.float32],
+        idx: npt.NDArray[np.intp],
         scores: npt.NDArray[np.float32],
     ) -> Detections:
         rows = raw[idx] @ self._lin
         rows *= self._mul[idx]
         rows += self._add[idx]
-        rows, scores = weighted_nms_packed(rows, scores, self.spec.iou_threshold,
-                                           self.spec.max_detections)
+        rows, scores = weighted_nms_packed(
+            rows, scores, self.spec.iou_threshold, self.spec.max_detections
+        )
         n = rows.shape[0]
         kps = rows[:, 4:].reshape(n, self.num_kp, 2) if self.num_kp else None
         boxes = rows[:, :4]
@@ -225,7 +259,7 @@ class MediaPipeDecoder(Decoder):
     def _boxes(
         self, raw: npt.NDArray[np.float32], anc: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
-        b = raw[:, self.box_off:self.box_off + 4]
+        b = raw[:, self.box_off : self.box_off + 4]
         if not self.reverse:  # y, x, h, w
             b = b[:, [1, 0, 3, 2]]
         c = b[:, :2] / self.scale[:2] * anc[:, 2:] + anc[:, :2]
@@ -236,7 +270,7 @@ class MediaPipeDecoder(Decoder):
         boxes = np.concatenate([c - wh / 2, c + wh / 2], axis=1).astype(np.float32)
         if not self.num_kp:
             return boxes, None
-        k = raw[:, self.kp_off:self.kp_off + self.num_kp * self.kp_vals]
+        k = raw[:, self.kp_off : self.kp_off + self.num_kp * self.kp_vals]
         k = k.reshape(-1, self.num_kp, self.kp_vals)[..., :2]
         if not self.reverse:
             k = k[..., ::-1]

@@ -3,7 +3,9 @@ deadline watchdog, logged to the miss log, announced to systemd.
 
 Threads: ``capture`` (reads the source), ``worker`` (the stages), ``deadline-watchdog``, and
 the miss log's writer. The calling (main) thread only waits: it joins the worker in short
-slices, so a SIGTERM or SIGINT (whose handler just sets the stop event) is acted on at once.
+slices, so a SIGTERM, SIGINT or SIGHUP (whose handler just sets the stop event) is acted on
+at once. SIGHUP stops the run like SIGTERM (a terminal that went away); it does not reload the
+config: a restart does that, and the unit has no ``ExecReload=``.
 Every blocking call in every thread has a timeout, so after a stop request the capture thread
 ends within its read timeout and the worker after the frame in hand; the run is over within
 about a second even when a stage hangs (the threads are daemons, a hung delegate cannot hold
@@ -235,7 +237,11 @@ class Pipeline:
 
 @contextlib.contextmanager
 def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
-    """SIGTERM and SIGINT stop ``pipeline`` (main thread only; elsewhere a no-op)."""
+    """SIGTERM, SIGINT and SIGHUP stop ``pipeline`` (main thread only; elsewhere a no-op).
+
+    SIGHUP's default action would end the process on the spot, losing the queued miss
+    records, the exit run record and the summary; stopping cleanly keeps them.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -243,7 +249,8 @@ def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
     def handler(signum: int, _frame: object) -> None:
         pipeline.request_stop(signum)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {s: signal.signal(s, handler) for s in stops}
     try:
         yield
     finally:

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.validate import check_choice, check_range
 from edge.errors import ConfigError
+from edge.validate import check_choice, check_range
 
 #: what the worker does with a frame already past its deadline when it picks it up
 #: (``skip-stale``: drop it and count a miss with cause ``queue``; ``process-all``: process it

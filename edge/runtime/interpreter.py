@@ -47,8 +47,10 @@ class InputInfo:
 def check_model_file(path: Path) -> None:
     """Refuse a missing, empty, truncated or non-TFLite file with a message that says which."""
     if not path.is_file():
-        raise ModelNotFound(f"model file {path} does not exist: check the path, or fetch it "
-                            "with `edge models fetch`")
+        raise ModelNotFound(
+            f"model file {path} does not exist: check the path, or fetch it "
+            "with `edge models fetch`"
+        )
     size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(8)

@@ -39,9 +39,7 @@ def _try(modpath: str, dist: str, label: str) -> Runtime | None:
     except ImportError:
         return None
     if label == "tensorflow.lite":
-        return Runtime(
-            label, _version(dist, mod), mod.Interpreter, mod.experimental.load_delegate
-        )
+        return Runtime(label, _version(dist, mod), mod.Interpreter, mod.experimental.load_delegate)
     return Runtime(label, _version(dist, mod), mod.Interpreter, mod.load_delegate)
 
 

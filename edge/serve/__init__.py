@@ -2,11 +2,28 @@
 and Prometheus metrics, served without ever slowing the pipeline (docs/HTTP.md).
 
     from edge.serve import Server, ServeConfig, attach
+
+:class:`Server` loads lazily, so ``edge.config`` can import :mod:`edge.serve.config` without
+pulling in OpenCV and ``prometheus_client`` for commands that never serve.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from edge.serve.attach import MissTee, attach
 from edge.serve.config import ServeConfig, parse_bind
 from edge.serve.provider import PipelineStats, StatsFn
-from edge.serve.server import Server
+
+if TYPE_CHECKING:
+    from edge.serve.server import Server
 
 __all__ = ["MissTee", "PipelineStats", "ServeConfig", "Server", "StatsFn", "attach", "parse_bind"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Server":
+        from edge.serve.server import Server
+
+        return Server
+    raise AttributeError(f"module 'edge.serve' has no attribute {name!r}")

@@ -102,6 +102,7 @@ class App:
             if self.connections > self.max_connections:
                 err = HttpError(503, "too many connections", [("Retry-After", "5")])
                 writer.write(error_response(err).encode(keep_alive=False))
+                await self._drain(writer)
                 return
             while await self._one(reader, writer):
                 pass
@@ -147,8 +148,9 @@ class App:
             return await handler(req)
         if req.path == "/stream.mjpg":  # HEAD
             return Response(200, b"", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-        if req.path.startswith("/static/") and req.path[8:] in self.static:
-            body, ctype = self.static[req.path[8:]]
+        name = req.path.removeprefix("/static/")
+        if req.path.startswith("/static/") and name in self.static and name != "index.html":
+            body, ctype = self.static[name]
             return Response(200, body, ctype)
         raise HttpError(404, f"no such path: {req.path[:100]}")
 

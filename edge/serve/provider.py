@@ -45,9 +45,16 @@ class RateMeter:
     reads were further apart than the window.
     """
 
-    def __init__(self, clock: Clock = MONOTONIC, window_ns: int = RATE_WINDOW_NS) -> None:
+    def __init__(
+        self,
+        clock: Clock = MONOTONIC,
+        window_ns: int = RATE_WINDOW_NS,
+        start_count: int | None = None,
+    ) -> None:
         self._clock, self._window_ns = clock, window_ns
         self._samples: deque[tuple[int, int]] = deque()
+        if start_count is not None:  # the first read then has a rate: since now
+            self._samples.append((clock.now_ns(), start_count))
         self._lock = threading.Lock()
 
     def rate(self, count: int) -> float:
@@ -100,7 +107,7 @@ class PipelineStats:
         self.info = {"source": source, "model": model, "delegate": delegate}
         self.budget_ns, self._every, self._clock = budget_ns, every, clock
         self._t0 = clock.now_ns()
-        self._fps = RateMeter(clock)
+        self._fps = RateMeter(clock, start_count=counters.processed)
         self._thermal = thermal if thermal is not None else _sys_temperature()
 
     @classmethod

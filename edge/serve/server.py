@@ -244,6 +244,7 @@ class Server:
             log.exception("the HTTP server failed")
         finally:
             self._ready.set()
+            _finish_tasks(loop)
             loop.close()
 
     async def _main(self) -> None:
@@ -297,6 +298,19 @@ class Server:
         while True:
             await asyncio.sleep(FOLD_INTERVAL_S)  # batching for the histogram, not a handshake
             self._fold()
+
+
+def _finish_tasks(loop: asyncio.AbstractEventLoop, rounds: int = 3) -> None:
+    """Cancel whatever is left on ``loop`` and let it unwind, as ``asyncio.run`` does: a
+    connection accepted while the server was closing starts its task after ``_main`` took
+    its list, and a task left pending would be torn down after the loop is closed."""
+    for _ in range(rounds):
+        pending = asyncio.all_tasks(loop)
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
 
 
 def lower_priority() -> None:

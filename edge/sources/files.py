@@ -57,7 +57,9 @@ class _PacedFootage(ABC):
         self._stop = threading.Event()
         # held while decoding, so close() from another thread never frees a busy decoder
         self._io = threading.Lock()
-        self._pending: Payload | None = None
+        # the next frame, decoded ahead of its due time; or why it cannot be had, reported at
+        # its due time so that a run of bad frames passes at the camera's rate, not in a spin
+        self._pending: Payload | CorruptFrame | None = None
 
     @property
     def skipped(self) -> int:
@@ -88,11 +90,13 @@ class _PacedFootage(ABC):
             t_ns = due
         else:
             t_ns = self._clock.now_ns()
-        image, jpeg = self._pending
-        self._pending = None
+        pending, self._pending = self._pending, None
+        if isinstance(pending, CorruptFrame):
+            raise pending  # the bad frame used up its slot in the schedule
+        image, jpeg = pending
         return Frame(next(self._seq), t_ns, image=image, jpeg=jpeg, source=self.name)
 
-    def _next_payload(self) -> Payload:
+    def _next_payload(self) -> Payload | CorruptFrame:
         if self._pace:
             lag = self._pacer.behind()
             for _ in range(lag):
@@ -100,9 +104,8 @@ class _PacedFootage(ABC):
             self._pacer.skip(lag)
         try:
             return self._load()
-        except CorruptFrame:
-            self._pacer.advance()  # the bad frame used up its slot in the schedule
-            raise
+        except CorruptFrame as e:
+            return e
 
     def close(self) -> None:
         self._stop.set()

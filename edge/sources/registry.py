@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from edge.clock import MONOTONIC, Clock
 from edge.errors import ConfigError
@@ -71,6 +72,19 @@ def _parse_prefixed(spec: str) -> SourceSpec | None:
     return None
 
 
+def redact(spec: str) -> str:
+    """``spec`` as it may be shown: a stream URL's password replaced by ``***``. The name of
+    a source reaches the journal, every miss record, ``/api/stats`` and MQTT payloads."""
+    try:
+        parts = urlsplit(spec)
+        if not parts.password:
+            return spec
+    except ValueError:  # not a URL urlsplit can take apart: nothing to hide in it
+        return spec
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def parse_spec(spec: str) -> SourceSpec:
     spec = spec.strip()
     if not spec:
@@ -79,12 +93,15 @@ def parse_spec(spec: str) -> SourceSpec:
     if prefixed is not None:
         return prefixed
     if spec.lower().startswith(_STREAM_SCHEMES):
-        return SourceSpec(spec, "stream", spec)
+        return SourceSpec(redact(spec), "stream", spec)  # shown redacted, opened as given
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec):
-        raise _bad(spec, "unsupported URL scheme (rtsp, rtsps, http and https are)")
+        raise _bad(redact(spec), "unsupported URL scheme (rtsp, rtsps, http and https are)")
     if opencv_live.accepted_v4l2(spec):
         return SourceSpec(spec, "v4l2", spec)
-    path = Path(spec).expanduser()
+    try:
+        path = Path(spec).expanduser()
+    except RuntimeError:  # ~name of a user this system does not have
+        raise _bad(spec, "no such user for ~") from None
     if path.is_dir():
         return SourceSpec(spec, "folder", str(path))
     if path.is_file():

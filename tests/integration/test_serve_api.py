@@ -140,7 +140,7 @@ def test_bad_parameters_are_400(served: tuple[Server, Publisher], path: str) -> 
     "path",
     ["/nope", "/static/", "/static", "/static/../server.py", "/static/%2e%2e/server.py",
      "/%2e%2e/edge/serve/server.py", "/../../etc/passwd", "/stream.mjpg/x", "/api",
-     "/api/stats/", "/edge/serve/static/app.js", "/static/missing.js"],
+     "/api/stats/", "/edge/serve/static/app.js", "/static/missing.js", "/static/index.html"],
 )  # fmt: skip
 def test_unknown_paths_are_404(served: tuple[Server, Publisher], path: str) -> None:
     server, _ = served

@@ -219,8 +219,8 @@ def test_a_viewer_rate_cap_takes_the_newest_and_draws_only_what_it_takes(
         seqs = [seq for seq, _, _ in reader.take(4)]
     finally:
         reader.close()
-    # 30 frames a second published, 5 a second taken: the newest each time, the rest skipped
-    gaps = [b - a for a, b in zip(seqs, seqs[1:], strict=False)]
-    assert min(gaps) >= 2, seqs
+    # 30 frames a second published, 5 a second taken: the newest each time, never a queue of
+    # every frame (a starved publisher catches up in bursts, so no single gap is asserted)
+    assert seqs == sorted(set(seqs)) and seqs[-1] - seqs[0] >= 2 * (len(seqs) - 1), seqs
     # and drawing follows the viewer's demand, not the publisher's rate (nor stream_fps = 30)
     assert server.hub.rendered <= len(seqs) + 1 < pub.count // 3

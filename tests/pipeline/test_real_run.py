@@ -16,8 +16,10 @@ from edge.config import ModelConfig
 from edge.detector import load_detector
 from edge.frame import Detections, Frame
 from edge.misses import analyse, load
+from edge.outputs.mqtt_config import MqttConfig
 from edge.pipeline.runner import Outputs, Pipeline, Settings, run
 from edge.pipeline.settings import DegradeConfig, PipelineConfig, WatchdogConfig
+from edge.serve.config import ServeConfig
 from edge.sources.base import SourceOptions
 from tests.pipeline.fakes import FakeSource, ListSink
 
@@ -31,6 +33,8 @@ class RunCfg:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 @pytest.mark.usefixtures("models_ready")

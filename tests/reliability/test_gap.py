@@ -16,9 +16,13 @@ from dataclasses import dataclass
 import pytest
 
 from edge.frame import Detections, Frame
+from edge.pipeline.degrade import Degrader
+from edge.pipeline.handoff import LatestSlot
+from edge.pipeline.inflight import InFlight
 from edge.pipeline.runner import Outputs, Pipeline, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.pipeline.worker import GAP_MIN_NS, GAP_PERIODS, Timing, Worker
+from edge.stats import Counters, LatencyStats
 from edge.watchdog.notify import RecordingNotifier
 from edge.watchdog.record import MissRecord
 from tests.pipeline.fakes import MS, TIMEOUT_S, FakeDetector, FakeSource, ListSink, TickClock
@@ -172,10 +176,18 @@ def test_no_gap_before_the_first_frame(live: Live) -> None:
 def test_a_slow_camera_is_not_silent_between_its_frames() -> None:
     # the threshold follows the frame period: 10 periods, never under 1 s
     def gap_ns(budget_ms: float, fps: float) -> int:
-        timing = Timing(round(budget_ms * MS), round(1e9 / fps))
+        budget = round(budget_ms * MS)
         clock = TickClock()
-        worker = Worker(None, None, None, timing, clock=clock, counters=None, stats=None,  # type: ignore[arg-type]
-                        degrader=None)  # type: ignore[arg-type]  # fmt: skip
+        worker = Worker(
+            LatestSlot(),
+            FakeDetector(clock),
+            InFlight(),
+            Timing(budget, round(1e9 / fps)),
+            clock=clock,
+            counters=Counters(),
+            stats=LatencyStats(),
+            degrader=Degrader(DegradeConfig(policy="off"), budget),
+        )
         return worker.gap_ns
 
     assert gap_ns(33.3, 30.0) == GAP_MIN_NS == SECOND

@@ -132,6 +132,9 @@ def test_rate_meter_over_a_window() -> None:
     assert rate == pytest.approx(30.0)
     clock.advance(10_000 * MS)  # reads far apart: the rate since the last read
     assert meter.rate(150 + 60) == pytest.approx(60 / 10.0)
+    seeded = RateMeter(clock, start_count=5)  # the first read has a rate already
+    clock.advance(2_000 * MS)
+    assert seeded.rate(65) == pytest.approx(30.0)
 
 
 def test_hud_lines() -> None:
