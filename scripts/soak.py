@@ -19,7 +19,11 @@ against the targets) and ``NAME.png`` (a small plot drawn with OpenCV) into ``--
 Targets (issue 6): RSS growth <= 2 MB after warm-up, no growth in fds or threads, p99 stable
 within 10% (max and min of the post-warm-up samples within 10% of their median).
 
+``--burn N`` runs N CPU burners (a busy loop per process) beside the pipeline for the whole
+run: the CPU-contention benchmark. ``--replot NAME.json`` redraws the plot of a finished run.
+
     .venv/bin/python scripts/soak.py --minutes 30 --out docs/soak
+    .venv/bin/python scripts/soak.py --minutes 3 --interval-s 15 --burn 2 --name contention
 """
 
 from __future__ import annotations
@@ -197,18 +201,18 @@ def verdict(samples: list[Sample], warmup_min: float) -> dict[str, Any]:
 
 def plot(samples: list[Sample], path: Path, title: str) -> None:
     """Four stacked panels (RSS MB, fds+threads, p99 ms, miss %), drawn with cv2.line."""
-    w, ph, pad = 720, 130, 40
+    w, ph, pad = 720, 130, 44
     panels = [
         ("RSS MB", [s.rss_kb / 1024 for s in samples], (200, 80, 0)),
         ("fds (blue) threads (red)", [float(s.fds) for s in samples], (200, 80, 0)),
         ("p99 ms (rolling 4096 frames)", [s.p99_ms for s in samples], (0, 120, 0)),
         ("miss rate % per interval", [s.miss_rate_pct for s in samples], (0, 0, 200)),
     ]
-    img = np.full((pad + len(panels) * (ph + pad), w, 3), 255, np.uint8)
-    cv2.putText(img, title, (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    img = np.full((pad + 10 + len(panels) * (ph + pad), w, 3), 255, np.uint8)
+    cv2.putText(img, title, (10, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     xs = [s.minute for s in samples]
     for i, (label, ys, color) in enumerate(panels):
-        top = pad + i * (ph + pad)
+        top = pad + 10 + i * (ph + pad)
         series = [(ys, color)]
         if i == 1:
             series.append(([float(s.threads) for s in samples], (0, 0, 200)))
@@ -272,16 +276,23 @@ def stop_child(child: subprocess.Popen[bytes], work: Path) -> dict[str, Any]:
             "children_before_stop": kids_before, "children_left": left}  # fmt: skip
 
 
+def start_burners(n: int) -> list[subprocess.Popen[bytes]]:
+    """``n`` processes that each keep a core busy (CPU contention on every core)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
 def soak(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="soak-", dir="/tmp"))
     listener = Listener(work / "notify.sock")
+    burners = start_burners(args.burn)
     child = start_child(args, work, work / "notify.sock")
     meta: dict[str, Any] = {
         "argv_summary": f"{Path(args.source).name} {args.model} @{args.fps:g} fps, "
-        f"{args.minutes:g} min",
+        f"{args.minutes:g} min" + (f", {args.burn} CPU burners" if args.burn else ""),
         "source": args.source, "model": args.model, "fps": args.fps, "minutes": args.minutes,
         "interval_s": args.interval_s, "work": str(work), "pid": child.pid,
-        "cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpus": os.cpu_count(), "burners": args.burn,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
     samples: list[Sample] = []
     try:
@@ -304,6 +315,9 @@ def soak(args: argparse.Namespace) -> int:
             "exit_code": child.returncode}  # fmt: skip
         meta["stopping_seen"] = listener.stopping.is_set()
         listener.close()
+        for b in burners:
+            b.kill()
+            b.wait()
         meta["verdict"] = verdict(samples, args.warmup_min)
         save(Path(args.out), args.name, samples, meta)
     sys.stdout.write(json.dumps({k: meta[k] for k in ("verdict", "stop")}, indent=1) + "\n")
@@ -320,7 +334,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--out", default=str(REPO / "docs/soak"))
     p.add_argument("--name", default="soak")
-    return soak(p.parse_args(argv))
+    p.add_argument("--burn", type=int, default=0, metavar="N", help="CPU burners beside it")
+    p.add_argument("--replot", metavar="JSON", help="redraw the plot of a finished run")
+    args = p.parse_args(argv)
+    if args.replot:
+        return replot(Path(args.replot))
+    return soak(args)
+
+
+def replot(path: Path) -> int:
+    doc = json.loads(path.read_text())
+    samples = [Sample(**s) for s in doc["samples"]]
+    plot(samples, path.with_suffix(".png"), f"{path.stem}: {doc['argv_summary']}")
+    return 0
 
 
 if __name__ == "__main__":

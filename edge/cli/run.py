@@ -11,6 +11,7 @@ flag                key                     meaning
 --threads N         model.threads           interpreter threads
 --fps F             source.fps              camera rate to ask for / pace of a file
 --no-pace           source.pace = false     read files as fast as possible
+--loop              source.loop = true      start files and folders again at the end
 --budget-ms B       pipeline.budget_ms      frame deadline after capture (1000 / fps)
 --frames N          pipeline.frames         stop after N captured frames
 --policy P          pipeline.policy         skip-stale (default) or process-all (offline)
@@ -57,6 +58,7 @@ def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="interpreter threads")
     p.add_argument("--fps", type=float, metavar="F", help="camera rate / file pace")
     p.add_argument("--no-pace", action="store_true", help="read files as fast as possible")
+    p.add_argument("--loop", action="store_true", help="start files and folders again at the end")
     p.add_argument("--budget-ms", type=float, metavar="B", help="frame deadline (1000/fps)")
     p.add_argument("--frames", type=int, metavar="N", help="stop after N captured frames")
     p.add_argument("--policy", choices=STALE_POLICIES, help="late frames: skip-stale (default) "
@@ -100,6 +102,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model.threads": args.threads,
         "source.fps": args.fps,
         "source.pace": False if args.no_pace else None,
+        "source.loop": True if getattr(args, "loop", False) else None,
         "pipeline.budget_ms": args.budget_ms,
         "pipeline.frames": args.frames,
         "pipeline.policy": args.policy,

@@ -15,46 +15,20 @@ from the outside, without the pipeline knowing about HTTP.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from edge.outputs.tap import MissTap
 from edge.serve.provider import PipelineStats
-from edge.watchdog.misslog import JsonRecord
-from edge.watchdog.record import MissRecord
 
 if TYPE_CHECKING:
-    from edge.pipeline.runner import FlushableSink, Pipeline
+    from edge.pipeline.runner import Pipeline
     from edge.serve.server import Server
 
 log = logging.getLogger(__name__)
 
 
-class MissTee:
-    """A record sink that passes every record on and copies the miss records to ``on_miss``.
-
-    Same interface as :class:`~edge.watchdog.misslog.MissLog` as the watchdog uses it
-    (``write`` never blocks or raises, ``lost``, ``flush``)."""
-
-    def __init__(self, sink: FlushableSink, on_miss: Callable[[MissRecord], None]) -> None:
-        self.sink, self.on_miss = sink, on_miss
-        self._failed = False
-
-    def write(self, record: JsonRecord | str) -> bool:
-        if isinstance(record, MissRecord):
-            try:
-                self.on_miss(record)
-            except Exception:  # the viewer must never cost the miss log a record
-                if not self._failed:
-                    self._failed = True
-                    log.exception("copying a miss record to the viewer failed (logged once)")
-        return self.sink.write(record)
-
-    @property
-    def lost(self) -> int:
-        return self.sink.lost
-
-    def flush(self, timeout_s: float = 1.0) -> bool:
-        return self.sink.flush(timeout_s)
+#: the viewer hears of misses through the same tap as every other output
+MissTee = MissTap
 
 
 def attach(server: Server, pipeline: Pipeline, *, delegate: str = "cpu") -> None:
