@@ -10,11 +10,13 @@ playing systemd's part (``$NOTIFY_SOCKET`` bound here, ``$WATCHDOG_USEC`` set). 
 * the child's latest ``STATUS=`` line (``fps, p99, misses X% (missed of held)``): p99 is the
   worker's rolling window of the last 4096 frames (about 2.3 min at 30 fps), the miss rate of
   the interval comes from the difference of the cumulative counts;
-* how many ``WATCHDOG=1`` pings arrived (they stop if frames stop completing).
+* how many ``WATCHDOG=1`` pings arrived (they stop if frames stop completing);
+* ``/api/stats`` of the run's own HTTP server (``--http`` on loopback, nobody watching): the
+  degradation mode (inference on every k-th frame) and the frames it shed, which explain the
+  CPU time and the latency of a loaded machine.
 
-At the end it sends SIGTERM, checks the exit code and the summary the run prints, and that
-no process is left behind, and writes ``NAME.csv``, ``NAME.json`` (samples, summary, verdict
-against the targets) and ``NAME.png`` (a small plot drawn with OpenCV) into ``--out``.
+At the end it sends SIGTERM and keeps the exit code, the run's summary and any process left
+behind; it writes ``NAME.csv``, ``NAME.json`` (samples, summary, verdict) and ``NAME.png``.
 
 Targets (issue 6): RSS growth <= 2 MB after warm-up, no growth in fds or threads, p99 stable
 within 10% (max and min of the post-warm-up samples within 10% of their median).
@@ -40,12 +42,13 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
+from soak_plot import BLUE, GREEN, GREY, RED, plot
 
 REPO = Path(__file__).resolve().parents[1]
 STATUS_RE = re.compile(
@@ -69,6 +72,8 @@ class Sample:
     held: int
     miss_rate_pct: float  # of the frames held to a deadline during this interval
     pings_total: int  # WATCHDOG=1 received since the start (they stop if frames stop)
+    every: int = -1  # degradation: inference on every k-th frame (-1: not known)
+    shed: int = -1  # frames shed so far (no inference, last boxes reused)
 
 
 class Listener:
@@ -129,7 +134,7 @@ def proc_sample(pid: int) -> dict[str, Any]:
 
 def children_of(pid: int) -> list[int]:
     """Processes whose parent is ``pid`` (a pipeline must not leave any behind)."""
-    out = []
+    out: list[int] = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
@@ -141,27 +146,61 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
-def write_config(path: Path, status_s: float) -> None:
+def write_config(path: Path, status_s: float, degrade: str) -> None:
     path.write_text(
         "[source]\nloop = true\n\n"
+        f"[degrade]\npolicy = {json.dumps(degrade)}\n\n"
         f"[watchdog]\nstatus_interval_s = {status_s}\nrun_record_s = 60.0\n"
     )
 
 
-def start_child(args: argparse.Namespace, work: Path, notify: Path) -> subprocess.Popen[bytes]:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def api_stats(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=5) as r:
+            return dict(json.load(r))
+    except (OSError, ValueError):
+        return {}
+
+
+def start_child(
+    args: argparse.Namespace, work: Path, notify: Path, port: int
+) -> subprocess.Popen[bytes]:
     config = work / "soak.toml"
-    write_config(config, status_s=min(10.0, args.interval_s))
-    argv = [str(REPO / ".venv/bin/edge"), "run", "--config", str(config),
-            "--source", args.source, "--model", args.model, "--fps", str(args.fps),
-            "--miss-log", str(work / "misses.jsonl"), "--json"]  # fmt: skip
+    write_config(config, status_s=min(10.0, args.interval_s), degrade=args.degrade)
+    argv = [
+        str(REPO / ".venv/bin/edge"),
+        "run",
+        "--config",
+        str(config),
+        "--source",
+        args.source,
+        "--model",
+        args.model,
+        "--fps",
+        str(args.fps),
+        "--miss-log",
+        str(work / "misses.jsonl"),
+        "--json",
+        "--http",
+        f"127.0.0.1:{port}",
+    ]
     env = {**os.environ, "NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "10000000"}
     env.pop("WATCHDOG_PID", None)
     out, err = open(work / "stdout.json", "wb"), open(work / "stderr.log", "wb")  # noqa: SIM115
     return subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=REPO)
 
 
-def sample(pid: int, listener: Listener, minute: float, prev: Sample | None) -> Sample:
+def sample(pid: int, port: int, listener: Listener, minute: float, prev: Sample | None) -> Sample:
     p = proc_sample(pid)
+    api = api_stats(port)
+    every = int(api.get("every", -1))
+    shed = int(api["frames"].get("shed", 0)) if "frames" in api else -1
     status, pings = listener.take()
     m = STATUS_RE.search(status)
     fps = float(m["fps"]) if m else 0.0
@@ -170,8 +209,22 @@ def sample(pid: int, listener: Listener, minute: float, prev: Sample | None) -> 
     d_missed = missed - (prev.missed if prev else 0)
     d_held = held - (prev.held if prev else 0)
     rate = 100.0 * d_missed / d_held if d_held > 0 else 0.0
-    return Sample(round(minute, 3), p["rss_kb"], p["fds"], p["threads"], p["cpu_s"], p["load1"], fps,
-                  p99, missed, held, round(rate, 4), pings)  # fmt: skip
+    return Sample(
+        round(minute, 3),
+        p["rss_kb"],
+        p["fds"],
+        p["threads"],
+        p["cpu_s"],
+        p["load1"],
+        fps,
+        p99,
+        missed,
+        held,
+        round(rate, 4),
+        pings,
+        every,
+        shed,
+    )
 
 
 def verdict(samples: list[Sample], warmup_min: float) -> dict[str, Any]:
@@ -199,52 +252,6 @@ def verdict(samples: list[Sample], warmup_min: float) -> dict[str, Any]:
     }
 
 
-def plot(samples: list[Sample], path: Path, title: str) -> None:
-    """Four stacked panels (RSS MB, fds+threads, p99 ms, miss %), drawn with cv2.line."""
-    w, ph, pad = 720, 130, 44
-    panels = [
-        ("RSS MB", [s.rss_kb / 1024 for s in samples], (200, 80, 0)),
-        ("fds (blue) threads (red)", [float(s.fds) for s in samples], (200, 80, 0)),
-        ("p99 ms (rolling 4096 frames)", [s.p99_ms for s in samples], (0, 120, 0)),
-        ("miss rate % per interval", [s.miss_rate_pct for s in samples], (0, 0, 200)),
-    ]
-    img = np.full((pad + 10 + len(panels) * (ph + pad), w, 3), 255, np.uint8)
-    cv2.putText(img, title, (10, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    xs = [s.minute for s in samples]
-    for i, (label, ys, color) in enumerate(panels):
-        top = pad + 10 + i * (ph + pad)
-        series = [(ys, color)]
-        if i == 1:
-            series.append(([float(s.threads) for s in samples], (0, 0, 200)))
-        _panel(img, top, ph, w, xs, series, label)
-    cv2.imwrite(str(path), img)
-
-
-def _panel(img: Any, top: int, ph: int, w: int, xs: list[float],
-           series: list[tuple[list[float], tuple[int, int, int]]], label: str) -> None:  # fmt: skip
-    left, right = 60, w - 15
-    vals = [v for ys, _ in series for v in ys if np.isfinite(v)]
-    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 1, hi + 1
-    x0, x1 = (xs[0], xs[-1]) if len(xs) > 1 and xs[-1] > xs[0] else (0.0, 1.0)
-    cv2.rectangle(img, (left, top), (right, top + ph), (180, 180, 180), 1)
-    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
-    cv2.putText(img, label, (left, top - 6), font, 0.45, black, 1, cv2.LINE_AA)
-    cv2.putText(img, f"{hi:.4g}", (2, top + 12), font, 0.38, black, 1, cv2.LINE_AA)
-    cv2.putText(img, f"{lo:.4g}", (2, top + ph), font, 0.38, black, 1, cv2.LINE_AA)
-    cv2.putText(img, f"{x1:.0f} min", (right - 50, top + ph + 14), font, 0.38, black, 1)
-
-    def pt(x: float, y: float) -> tuple[int, int]:
-        return (left + round((x - x0) / (x1 - x0) * (right - left)),
-                top + ph - round((y - lo) / (hi - lo) * ph))  # fmt: skip
-
-    for ys, color in series:
-        pts = [pt(x, y) for x, y in zip(xs, ys, strict=True) if np.isfinite(y)]
-        for a, b in zip(pts, pts[1:], strict=False):
-            cv2.line(img, a, b, color, 2, cv2.LINE_AA)
-
-
 def save(out: Path, name: str, samples: list[Sample], meta: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{name}.csv", "w", newline="") as f:
@@ -254,7 +261,7 @@ def save(out: Path, name: str, samples: list[Sample], meta: dict[str, Any]) -> N
     doc = {**meta, "samples": [asdict(s) for s in samples]}
     (out / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     if len(samples) >= 2:
-        plot(samples, out / f"{name}.png", f"{name}: {meta['argv_summary']}")
+        draw(samples, out / f"{name}.png", f"{name}: {meta['argv_summary']}")
 
 
 def stop_child(child: subprocess.Popen[bytes], work: Path) -> dict[str, Any]:
@@ -272,8 +279,13 @@ def stop_child(child: subprocess.Popen[bytes], work: Path) -> dict[str, Any]:
     except json.JSONDecodeError:
         summary = None
     left = [p for p in kids_before if Path(f"/proc/{p}").exists()]
-    return {"exit_code": rc, "stop_s": round(stop_s, 3), "summary": summary,
-            "children_before_stop": kids_before, "children_left": left}  # fmt: skip
+    return {
+        "exit_code": rc,
+        "stop_s": round(stop_s, 3),
+        "summary": summary,
+        "children_before_stop": kids_before,
+        "children_left": left,
+    }
 
 
 def start_burners(n: int) -> list[subprocess.Popen[bytes]]:
@@ -285,15 +297,23 @@ def soak(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="soak-", dir="/tmp"))
     listener = Listener(work / "notify.sock")
     burners = start_burners(args.burn)
-    child = start_child(args, work, work / "notify.sock")
+    port = free_port()
+    child = start_child(args, work, work / "notify.sock", port)
     meta: dict[str, Any] = {
         "argv_summary": f"{Path(args.source).name} {args.model} @{args.fps:g} fps, "
-        f"{args.minutes:g} min" + (f", {args.burn} CPU burners" if args.burn else ""),
-        "source": args.source, "model": args.model, "fps": args.fps, "minutes": args.minutes,
-        "interval_s": args.interval_s, "work": str(work), "pid": child.pid,
-        "cpus": os.cpu_count(), "burners": args.burn,
+        f"{args.minutes:g} min, degrade {args.degrade}"
+        + (f", {args.burn} CPU burners" if args.burn else ""),
+        "source": args.source,
+        "model": args.model,
+        "fps": args.fps,
+        "minutes": args.minutes,
+        "interval_s": args.interval_s,
+        "work": str(work),
+        "pid": child.pid,
+        "cpus": os.cpu_count(),
+        "burners": args.burn,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }  # fmt: skip
+    }
     samples: list[Sample] = []
     try:
         if not listener.ready.wait(120):
@@ -306,13 +326,14 @@ def soak(args: argparse.Namespace) -> int:
             if child.poll() is not None:
                 raise RuntimeError(f"edge run exited early ({child.returncode}); see {work}")
             prev = samples[-1] if samples else None
-            s = sample(child.pid, listener, (time.monotonic() - t0) / 60, prev)
+            s = sample(child.pid, port, listener, (time.monotonic() - t0) / 60, prev)
             samples.append(s)
             sys.stderr.write(json.dumps(asdict(s)) + "\n")
             save(Path(args.out), args.name, samples, meta)
     finally:
-        meta["stop"] = stop_child(child, work) if child.poll() is None else {
-            "exit_code": child.returncode}  # fmt: skip
+        meta["stop"] = (
+            stop_child(child, work) if child.poll() is None else {"exit_code": child.returncode}
+        )
         meta["stopping_seen"] = listener.stopping.is_set()
         listener.close()
         for b in burners:
@@ -335,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO / "docs/soak"))
     p.add_argument("--name", default="soak")
     p.add_argument("--burn", type=int, default=0, metavar="N", help="CPU burners beside it")
+    p.add_argument(
+        "--degrade",
+        default="every-k",
+        choices=("every-k", "off"),
+        help="the degradation policy (off: p99 of the pipeline without load shedding)",
+    )
     p.add_argument("--replot", metavar="JSON", help="redraw the plot of a finished run")
     args = p.parse_args(argv)
     if args.replot:
@@ -345,8 +372,30 @@ def main(argv: list[str] | None = None) -> int:
 def replot(path: Path) -> int:
     doc = json.loads(path.read_text())
     samples = [Sample(**s) for s in doc["samples"]]
-    plot(samples, path.with_suffix(".png"), f"{path.stem}: {doc['argv_summary']}")
+    draw(samples, path.with_suffix(".png"), f"{path.stem}: {doc['argv_summary']}")
     return 0
+
+
+def draw(samples: list[Sample], path: Path, title: str) -> None:
+    """RSS; fds and threads; p99; miss rate; CPU and load; the degradation mode."""
+    xs = [s.minute for s in samples]
+    cpu = [float("nan")] + [
+        100 * (b.cpu_s - a.cpu_s) / max(1e-9, (b.minute - a.minute) * 60)
+        for a, b in zip(samples, samples[1:], strict=False)
+    ]
+    every = [float(s.every) if s.every > 0 else float("nan") for s in samples]
+    panels = [
+        ("RSS MB", [([s.rss_kb / 1024 for s in samples], BLUE)]),
+        ("open fds (blue), threads (red)",
+         [([float(s.fds) for s in samples], BLUE), ([float(s.threads) for s in samples], RED)]),
+        ("p99 ms, capture to result (last 4096 frames)", [([s.p99_ms for s in samples], GREEN)]),
+        ("miss rate % per interval", [([s.miss_rate_pct for s in samples], RED)]),
+        ("CPU % of one core (blue); host load x100 (grey)",
+         [(cpu, BLUE), ([100 * s.load1 for s in samples], GREY)]),
+    ]  # fmt: skip
+    if any(np.isfinite(every)):  # runs before --http sampling have no mode
+        panels.append(("degradation: inference on every k-th frame", [(every, RED)]))
+    plot(panels, xs, path, title)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ class DegradeConfig:
     policy: str = "every-k"
     after_misses: int = 3
     max_every: int = 8
-    recover_ratio: float = 0.6
+    recover_ratio: float = 0.8
     recover_frames: int = 30
 
     def __post_init__(self) -> None:

@@ -145,8 +145,10 @@ def test_no_pings_during_a_gap(live: Live) -> None:
         live.feed(seq)
     live.clock.advance(SECOND)
     assert live.notifier.wait_for("WATCHDOG", 1, TIMEOUT_S)  # frames finished: one ping
-    for _ in range(4):
+    for _ in range(4):  # a second at a time, each seen by the worker and by the watchdog
         live.clock.advance(SECOND)
+        now = live.clock.now_ns()
+        assert live.pipe.watchdog.wait_for(lambda w, t=now: w.seen_ns >= t, TIMEOUT_S)
         live.probe.wait_passes()
     assert live.pipe.watchdog.wait_for(lambda w: w.gaps == 1, TIMEOUT_S)
     assert live.pipe.watchdog.wait_for(lambda w: w.withheld >= 3, TIMEOUT_S)

@@ -1,7 +1,8 @@
 """An RTSP camera on loopback stopped for 10 s and started again, under ``edge run`` as the
 service runs it (``$NOTIFY_SOCKET``, ``WATCHDOG_USEC`` of the unit's ``WatchdogSec=10``,
 default reconnect settings): the run survives, reconnects once, the miss log has one counted
-``gap`` and its end, and the ``WATCHDOG=1`` pings pause while no frame completes.
+``gap`` and its end, ``/healthz`` says 503 while no frame completes and 200 again after, and
+the ``WATCHDOG=1`` pings pause meanwhile.
 
 Slow (about 30 s): the outage itself lasts 10 s, then the default backoff decides when the
 camera is found again. Needs Debian's ``gir1.2-gst-rtsp-server-1.0 python3-gi`` (the RTSP
@@ -10,6 +11,7 @@ server of ``tests/integration/test_sources_rtsp.py``).
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -40,6 +42,16 @@ def _pings(listener: NotifyListener) -> list[float]:
     return [m.t for m in listener.with_key("WATCHDOG")]
 
 
+def _healthz(port: int) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("models_ready")
 def test_rtsp_camera_down_for_10_s_under_edge_run(tmp_path: Path) -> None:
@@ -56,6 +68,7 @@ def test_rtsp_camera_down_for_10_s_under_edge_run(tmp_path: Path) -> None:
         "NOTIFY_SOCKET": str(sockdir / "notify.sock"),
         "WATCHDOG_USEC": str(WATCHDOG_USEC),
     }
+    http_port = _free_port()
     argv = [
         sys.executable,
         "-m",
@@ -68,6 +81,8 @@ def test_rtsp_camera_down_for_10_s_under_edge_run(tmp_path: Path) -> None:
         "--miss-log",
         str(miss_log),
         "--json",
+        "--http",
+        f"127.0.0.1:{http_port}",
     ]
     pipe = subprocess.PIPE
     proc = subprocess.Popen(argv, env=env, stdout=pipe, stderr=pipe, text=True)
@@ -76,10 +91,12 @@ def test_rtsp_camera_down_for_10_s_under_edge_run(tmp_path: Path) -> None:
         assert listener.wait_for(lambda ms: len(_pings(listener)) >= 2, TIMEOUT_S)
         server.stop()
         threading.Event().wait(OUTAGE_S)  # the fault itself: the camera is away for 10 s
+        health_down = _healthz(http_port)
         server = RtspServer(workdir, port)
         n_before = len(_pings(listener))
         # frames complete again: the pings come back
         assert listener.wait_for(lambda ms: len(_pings(listener)) > n_before + 1, TIMEOUT_S)
+        health_up = _healthz(http_port)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=TIMEOUT_S)
     finally:
@@ -87,6 +104,8 @@ def test_rtsp_camera_down_for_10_s_under_edge_run(tmp_path: Path) -> None:
         server.stop()
         listener.close()
     assert proc.returncode == 0, err
+    assert health_down[0] == 503 and "no frame completed" in health_down[1], health_down
+    assert health_up[0] == 200, health_up
     summary = json.loads(out)
     pings = _pings(listener)
     longest_s = max(b - a for a, b in zip(pings, pings[1:], strict=False))
@@ -110,6 +129,7 @@ def test_rtsp_camera_down_for_10_s_under_edge_run(tmp_path: Path) -> None:
         "watchdog_sec": WATCHDOG_USEC / 1e6,
         "frames": summary["frames"],
         "edge_misses_by_cause": report["by_cause"],
+        "healthz_during": health_down,
     }
     log.info("rtsp outage figures: %s", json.dumps(figures))
     # no frame for that long means no ping for that long: systemd's watchdog would have fired
