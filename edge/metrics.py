@@ -107,6 +107,9 @@ class StatsCollector(Collector):
         stream = s.get("stream")
         if isinstance(stream, Mapping):
             yield from _stream(stream)
+        mqtt = s.get("mqtt")
+        if isinstance(mqtt, Mapping):
+            yield from _mqtt(mqtt)
 
 
 _FRAME_HELP = {
@@ -161,3 +164,26 @@ def _stream(stream: Mapping[str, Any]) -> Iterator[Metric]:
     for reason, n in sorted(stream.get("dropped", {}).items()):
         dropped.add_metric([reason], n)
     yield dropped
+
+
+def _mqtt(m: Mapping[str, Any]) -> Iterator[Metric]:
+    """The MQTT output's state (present only with ``--mqtt``); names as in docs/FLEET.md."""
+    yield _gauge("edge_mqtt_connected", "1 while connected to the broker", bool(m.get("connected")))
+    yield _gauge("edge_mqtt_queue_messages", "Messages waiting for the broker", m.get("queued", 0))
+    yield CounterMetricFamily(
+        "edge_mqtt_messages_published", "Messages the broker took", value=m.get("published", 0)
+    )
+    dropped = CounterMetricFamily(
+        "edge_mqtt_messages_dropped", "Messages given up, by reason", labels=["reason"]
+    )
+    for reason, n in sorted(m.get("dropped_by_reason", {}).items()):
+        dropped.add_metric([reason], n)
+    yield dropped
+    yield CounterMetricFamily(
+        "edge_mqtt_reconnects", "Reconnections to the broker", value=m.get("reconnects", 0)
+    )
+    yield CounterMetricFamily(
+        "edge_mqtt_inputs_dropped",
+        "Results the MQTT output could not take (its inbox was full)",
+        value=m.get("inputs_dropped", 0),
+    )

@@ -338,6 +338,8 @@ def run(
                 server.start()
             if mqtt is not None:
                 mqtt.attach(pipeline)
+                if server is not None:  # the broker connection shows on /api/stats, /metrics
+                    server.add_stats("mqtt", mqtt.metrics)
                 mqtt.start()
             try:
                 with stop_on_signals(pipeline):

@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any
@@ -119,6 +119,15 @@ class Server:
         self.hub.budget_ns = budget_ns
         self._period_ns = max(budget_ns, period_ns or 0)
         self.metrics = EdgeMetrics(budget_ns / 1e9, self.stats)
+
+    def add_stats(self, key: str, fn: Callable[[], Any]) -> None:
+        """Report ``fn()`` under ``key`` in ``/api/stats`` (and ``/metrics`` where it knows the
+        key): how other outputs, such as MQTT, show their state without the server knowing
+        them."""
+        base = self._stats_fn
+        if base is None:
+            raise RuntimeError("add_stats after attach_stats")
+        self._stats_fn = lambda: {**base(), key: fn()}
 
     def publish(
         self,
