@@ -39,7 +39,8 @@ def draw(
     ``missed`` frames get a red border; ``hud`` lines are written top-left.
     """
     h, w = image.shape[:2]
-    thick = max(1, round(min(h, w) / 240))
+    # at least 2 px: JPEG halves colour resolution (4:2:0), so a 1 px line loses its colour
+    thick = max(2, round(min(h, w) / 240))
     boxes = np.round(det.boxes).astype(np.int32)
     for i in range(len(det)):
         color = STALE if stale_age_ms is not None else PALETTE[int(det.class_ids[i]) % len(PALETTE)]

@@ -41,7 +41,7 @@ def parse_bind(value: str, key: str = "serve.http") -> Bind:
     else:
         host, port = "", text
     host = host or DEFAULT_HOST
-    if not port.isdigit():
+    if not (port.isascii() and port.isdigit()) or len(port) > 5:
         raise ConfigError(
             f"{key} = {value!r}: expected HOST:PORT with a numeric port, e.g. 127.0.0.1:8080 "
             "or 0.0.0.0:8080 to let the LAN in"

@@ -105,7 +105,11 @@ def test_width_scales_the_stream_and_the_box_with_it(live: tuple[Server, Publish
         assert img.shape[:2] == (round(h * 384 / w), 384)
         if len(sample.detections):
             box = sample.detections.boxes[biggest(sample.detections)]
-            assert near(edge_pixels(img, box, 384 / w), PALETTE[0], tol=80) > 0.5
+            s = 384 / w
+            # a 2 px line scaled by ~0.5 is one blended pixel: look within a pixel of the edge
+            shifted = [box + np.array([dx / s, 0, dx / s, 0]) for dx in (-1, 0, 1)]
+            best = max(near(edge_pixels(img, b, s), PALETTE[0], tol=80) for b in shifted)
+            assert best > 0.5
 
 
 def test_viewers_of_one_width_share_one_encoding(live: tuple[Server, Publisher]) -> None:

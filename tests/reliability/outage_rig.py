@@ -154,11 +154,14 @@ class StallingMjpegServer:
         self.flowing.set()
         self.closing = threading.Event()
         self.connections = 0
+        self.cond = threading.Condition()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                server.connections += 1
+                with server.cond:
+                    server.connections += 1
+                    server.cond.notify_all()
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
@@ -185,6 +188,11 @@ class StallingMjpegServer:
                     return
             yield self.parts[i % len(self.parts)]
             i += 1
+
+    def wait_connections(self, n: int) -> None:
+        """Block until ``n`` connections have been made (a reconnect shows up here)."""
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.connections >= n, TIMEOUT_S), n
 
     def stall(self) -> None:
         self.flowing.clear()

@@ -56,8 +56,7 @@ def section_tables(draw: st.DrawFn) -> dict[str, Any]:
     """Mostly real section and key names (so validation is reached), sometimes not."""
     raw: dict[str, Any] = {}
     for section in draw(st.lists(st.sampled_from(sorted(SECTIONS)), max_size=4, unique=True)):
-        # serve.http is fuzzed on its own (test_bind_addresses_..., a known bug)
-        keys = [f.name for f in dataclasses.fields(HINTS[section]) if f.name != "http"]
+        keys = [f.name for f in dataclasses.fields(HINTS[section])]
         table = draw(
             st.dictionaries(st.sampled_from(keys) | st.text(max_size=10), values, max_size=5)
         )
@@ -71,6 +70,8 @@ def section_tables(draw: st.DrawFn) -> dict[str, Any]:
 @given(section_tables())
 @example({"pipeline": {"budget_ms": float("nan")}})
 @example({"source": {"spec": 3, "fps": -1}})
+@example({"serve": {"http": "127.0.0.1:" + "9" * 5000}})
+@example({"serve": {"http": "127.0.0.1:\u00b2"}})
 def test_config_tables_load_or_name_the_problem(raw: dict[str, Any]) -> None:
     try:
         cfg = from_mapping(Config, raw, where="fuzz.toml")
@@ -182,12 +183,6 @@ def test_query_numbers_are_in_range_or_400(raw: str) -> None:
         assert v is not None and lo <= v <= hi
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="edge/serve/config.py parse_bind: port.isdigit() accepts '²' and 5000-digit ports, "
-    "then int() raises a bare ValueError (see docs/RELIABILITY.md, bugs)",
-)
 @FUZZ
 @given(st.text(max_size=30))
 @example("127.0.0.1:²")

@@ -106,13 +106,14 @@ def test_threads_of_a_stream_stuck_in_ffmpeg_end_by_themselves() -> None:
     """Stopped while the camera is silent: the reader thread is inside FFmpeg's read, which
     nobody can interrupt; it must end when FFmpeg's read timeout (``stall_timeout_s``) does."""
     server = StallingMjpegServer(jpeg_parts(10), fps=15.0)
-    opts = SourceOptions(stall_timeout_s=1.0, open_timeout_s=1.0, reconnect_min_s=0.1)
+    opts = SourceOptions(stall_timeout_s=1.0, open_timeout_s=3.0, reconnect_min_s=0.1)
     try:
         src = open_source(server.url, opts, MONOTONIC)
         live = LiveRun.start(src)
         live.wait_results(5)
         server.stall()
-        live.wait_gap_records(1)  # silent for a while: readers are blocked in FFmpeg
+        live.wait_gap_records(1)
+        server.wait_connections(2)  # a reconnect, blocked in FFmpeg's open (up to 3 s)
         readers = [t for t in threading.enumerate() if t.name.startswith("capture:http")]
         live.stop()
         src.close()
