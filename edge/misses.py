@@ -264,7 +264,13 @@ def _run_totals(
 
 def analyse(loaded: Loaded, since: datetime | None = None) -> dict[str, Any]:
     """The ``edge misses --json`` object (documented in docs/MISS_LOG.md)."""
-    pairs = [(t, r) for t, r in loaded.misses if since is None or t >= since]
+    # a gap's closing record ("source-back") describes the same missed frame again, with the
+    # whole outage in latency_ms: the run counted the gap once, and so does the report
+    pairs = [
+        (t, r)
+        for t, r in loaded.misses
+        if (since is None or t >= since) and r.action != "source-back"
+    ]
     misses = [r for _, r in pairs]
     by_cause = Counter(r.cause for r in misses)
     frames = _run_totals(loaded.runs, since)

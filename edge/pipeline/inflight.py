@@ -26,6 +26,8 @@ OUTCOMES: tuple[str, ...] = (
     "shed",  # degraded: no inference, the last detections reused (marked stale)
     "skipped",  # already past its deadline when picked up (policy skip-stale)
     "error",  # the frame could not be decoded (corrupt JPEG); counted, skipped
+    "gap",  # no frame came for a while: stands for the missing frame (worker.GAP_PERIODS)
+    "gap-end",  # frames flow again after a gap
 )
 
 

@@ -315,9 +315,11 @@ def run(
     from edge.outputs.tap import MissTap
     from edge.serve.attach import attach
     from edge.serve.server import Server
-    from edge.sources.registry import open_source
 
-    # outputs that can refuse their config come first: one error line before the model loads
+    # whatever can refuse its config comes first: one error line before the model loads
+    from edge.sources.registry import open_source, parse_spec
+
+    parse_spec(spec)
     mqtt = MqttOutput(cfg.mqtt, environ=environ) if cfg.mqtt.enabled else None
     server = Server(cfg.serve) if cfg.serve.http else None
     detector = load_detector(cfg.model)

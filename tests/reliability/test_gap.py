@@ -12,10 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from edge.frame import Detections, Frame
+from edge.misses import analyse, load
 from edge.pipeline.degrade import Degrader
 from edge.pipeline.handoff import LatestSlot
 from edge.pipeline.inflight import InFlight
@@ -110,7 +112,9 @@ def live() -> Iterator[Live]:
         assert not thread.is_alive()
 
 
-def test_an_outage_is_one_gap_miss_and_its_end_carries_the_length(live: Live) -> None:
+def test_an_outage_is_one_gap_miss_and_its_end_carries_the_length(
+    live: Live, tmp_path: Path
+) -> None:
     for seq in range(4):
         live.feed(seq)
     t_last = live.clock.now_ns()  # frame 4's capture
@@ -138,6 +142,11 @@ def test_an_outage_is_one_gap_miss_and_its_end_carries_the_length(live: Live) ->
     assert live.pipe.counters.missed_by_cause == {"gap": 1}  # the end is not a second miss
     assert [m.cause for m in live.sink.misses] == ["gap", "gap"]  # frames on time: no others
     assert live.results == list(range(9))
+    # the reader's tool counts the outage once too, as the run did
+    log = tmp_path / "misses.jsonl"
+    log.write_text("".join(m.to_json() + "\n" for m in live.sink.misses))
+    report = analyse(load([str(log)]))
+    assert report["misses"] == 1 and report["by_cause"] == {"gap": 1}
 
 
 def test_no_pings_during_a_gap(live: Live) -> None:
