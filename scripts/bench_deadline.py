@@ -27,9 +27,9 @@ BURN = "import os\nwhile True:\n    pass\n"
 
 
 def bench(args: argparse.Namespace, log: Path, extra: list[str], cpu: int | None) -> dict:
-    cmd = [*EDGE, "bench", "--source", args.source, "--model", args.model, "--fps",
-           str(args.fps), "--frames", str(args.frames), "--threads", str(args.threads), "--miss-log",
-           str(log), "--json", *extra]
+    cmd = [*EDGE, "bench", "--source", args.source, "--model", args.model,
+           "--fps", str(args.fps), "--frames", str(args.frames), "--threads", str(args.threads),
+           "--miss-log", str(log), "--json", *extra]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
