@@ -10,6 +10,7 @@ With a token configured, every endpoint but ``/healthz`` wants it, compared in c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import re
@@ -34,6 +35,8 @@ from edge.serve.hub import FrameHub
 from edge.watchdog.record import MissRecord
 
 log = logging.getLogger(__name__)
+#: how long a refused connection is drained before it is closed
+LINGER_S = 0.5
 
 BOUNDARY = "edgeframe"
 #: accepted ranges of the query parameters
@@ -103,6 +106,7 @@ class App:
                 err = HttpError(503, "too many connections", [("Retry-After", "5")])
                 writer.write(error_response(err).encode(keep_alive=False))
                 await self._drain(writer)
+                await _linger(reader, writer)
                 return
             while await self._one(reader, writer):
                 pass
@@ -289,3 +293,13 @@ async def _close(writer: asyncio.StreamWriter, *, abort: bool = False) -> None:
         await asyncio.wait_for(writer.wait_closed(), 1.0)
     except (asyncio.TimeoutError, ConnectionError, OSError):
         writer.transport.abort()
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close and take what the client already sent before closing, briefly: closing a
+    socket with unread input sends a reset, which can destroy the response in flight (the
+    client would see ECONNRESET instead of our 503)."""
+    with contextlib.suppress(Exception):
+        if writer.can_write_eof():
+            writer.write_eof()
+        await asyncio.wait_for(reader.read(65536), LINGER_S)
