@@ -209,8 +209,12 @@ def _row_iou(
     top: int,
     rest: IndexArray,
 ) -> npt.NDArray[np.float32]:
-    """IoU of box ``top`` with boxes ``rest`` by MediaPipe's rules (see :class:`_MediaPipeIoU`),
-    in as few array operations as the rules allow: this runs once per output cluster."""
+    """IoU of box ``top`` with boxes ``rest`` as MediaPipe's ``OverlapSimilarity`` computes it,
+    in as few array operations as the rules allow (this runs once per output cluster).
+
+    ``Rectangle_f::Intersects`` is false when either box is inverted (min > max) or when they
+    are apart; touching counts as intersecting but gives area 0. The result is
+    ``inter / (area_a + area_b - inter)`` when that denominator is > 0, else 0, in float32."""
     c = corners[rest]
     wh = np.minimum(c[:, 2:], corners[top, 2:]) - np.maximum(c[:, :2], corners[top, :2])
     hit = np.minimum(wh[:, 0], wh[:, 1]) >= 0
@@ -222,42 +226,3 @@ def _row_iou(
     out = np.zeros(rest.shape[0], np.float32)
     np.divide(inter, norm, out=out, where=hit & (norm > 0))
     return out
-
-
-class _MediaPipeIoU:
-    """IoU of one box against many, as MediaPipe's ``OverlapSimilarity`` computes it.
-
-    ``Rectangle_f::Intersects`` is false when either box is inverted (min > max) or when they
-    are apart; touching counts as intersecting but gives area 0. The result is
-    ``inter / (area_a + area_b - inter)`` when that denominator is > 0, else 0, all in float32.
-    """
-
-    def __init__(self, boxes: npt.NDArray[np.float64]) -> None:
-        b = boxes.astype(np.float32)
-        self.x1, self.y1, self.x2, self.y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-        self.area = (self.x2 - self.x1) * (self.y2 - self.y1)
-        self.valid = (self.x1 <= self.x2) & (self.y1 <= self.y2)
-
-    def matrix(self) -> npt.NDArray[np.float32]:
-        """(N, N) IoU of every box with every box, by the same rules as ``__call__``."""
-        x1, y1, x2, y2 = self.x1, self.y1, self.x2, self.y2
-        ix1, iy1 = np.maximum(x1[:, None], x1), np.maximum(y1[:, None], y1)
-        ix2, iy2 = np.minimum(x2[:, None], x2), np.minimum(y2[:, None], y2)
-        hit = (self.valid[:, None] & self.valid) & (ix1 <= ix2) & (iy1 <= iy2)
-        inter = np.where(hit, (ix2 - ix1) * (iy2 - iy1), np.float32(0.0))
-        norm = self.area[:, None] + self.area - inter
-        out = np.zeros(inter.shape, np.float32)
-        np.divide(inter, norm, out=out, where=hit & (norm > 0))
-        return out
-
-    def __call__(self, top: int, rest: IndexArray) -> npt.NDArray[np.float32]:
-        x1, y1, x2, y2 = self.x1[rest], self.y1[rest], self.x2[rest], self.y2[rest]
-        ix1, iy1 = np.maximum(x1, self.x1[top]), np.maximum(y1, self.y1[top])
-        ix2, iy2 = np.minimum(x2, self.x2[top]), np.minimum(y2, self.y2[top])
-        hit = self.valid[rest] & self.valid[top] & (ix1 <= ix2) & (iy1 <= iy2)
-        inter = np.where(hit, (ix2 - ix1) * (iy2 - iy1), np.float32(0.0))
-        norm = self.area[rest] + self.area[top] - inter
-        ok = hit & (norm > 0)
-        out = np.zeros(rest.shape[0], np.float32)
-        np.divide(inter, norm, out=out, where=ok)
-        return out
