@@ -111,7 +111,11 @@ class Worker:
         self.get_timeout_s = 0.25
         self._last: Detections | None = None
         self.gap_ns = max(GAP_MIN_NS, GAP_PERIODS * max(timing.budget_ns, timing.period_ns))
-        self._prev: Frame | None = None  # the last frame handled, without its image
+        # the last frame handled (seq, capture time, source), kept as plain fields: no record is
+        # allocated per frame and the frame's image is not held
+        self._prev_seq = -1
+        self._prev_t_ns = 0
+        self._prev_source = ""
         self._idle_since_ns = 0  # when the worker finished it
         self._gap: Frame | None = None  # stands for the missing frame while a gap is open
 
@@ -137,7 +141,8 @@ class Worker:
         t = self.clock.now_ns()
         if self._gap is not None:
             self._end_gap(frame)
-        self._prev = Frame(frame.seq, frame.t_capture_ns, source=frame.source)
+        self._prev_seq, self._prev_t_ns = frame.seq, frame.t_capture_ns
+        self._prev_source = frame.source
         deadline = frame.t_capture_ns + self.timing.budget_ns
         frame.add_stage("wait", max(0, t - frame.t_capture_ns))
         if t > deadline and self.timing.skip_stale:
@@ -163,13 +168,12 @@ class Worker:
         """No frame within ``get_timeout_s``: open a gap once the worker has waited ``gap_ns``
         since it finished the last frame (only after a first frame: a camera still starting
         is not an outage)."""
-        last = self._prev
-        if last is None or self._gap is not None:
+        if self._prev_seq < 0 or self._gap is not None:
             return
         now = self.clock.now_ns()
         if now - self._idle_since_ns > self.gap_ns:
-            self._gap = Frame(last.seq + 1, last.t_capture_ns, source=last.source)
-            deadline = last.t_capture_ns + self.timing.budget_ns
+            self._gap = Frame(self._prev_seq + 1, self._prev_t_ns, source=self._prev_source)
+            deadline = self._prev_t_ns + self.timing.budget_ns
             self.inflight.finish(Done(self._gap, deadline, now, "gap", self.degrader.every))
             self.counters.inc("gaps")
 
