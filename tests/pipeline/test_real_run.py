@@ -4,7 +4,6 @@ back by ``edge misses``' reader, and corrupt JPEG frames that must be counted, n
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -12,37 +11,21 @@ import numpy as np
 import pytest
 
 from edge.clock import MONOTONIC
-from edge.config import ModelConfig
+from edge.config import Config, ModelConfig, SourceConfig
 from edge.detector import load_detector
 from edge.frame import Detections, Frame
 from edge.misses import analyse, load
-from edge.outputs.mqtt_config import MqttConfig
 from edge.pipeline.runner import Outputs, Pipeline, Settings, run
 from edge.pipeline.settings import DegradeConfig, PipelineConfig, WatchdogConfig
-from edge.serve.config import ServeConfig
-from edge.sources.base import SourceOptions
 from tests.pipeline.fakes import FakeSource, ListSink
-
-
-@dataclass(frozen=True)
-class RunCfg:
-    """Shaped like edge.config.Config's sections (the runner's RunConfig protocol)."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    source: SourceOptions = field(default_factory=SourceOptions)
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    degrade: DegradeConfig = field(default_factory=DegradeConfig)
-    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
-    serve: ServeConfig = field(default_factory=ServeConfig)
-    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 @pytest.mark.usefixtures("models_ready")
 def test_real_video_with_a_real_model(samples_dir: Path, tmp_path: Path) -> None:
     log_path = tmp_path / "misses.jsonl"
-    cfg = RunCfg(
+    cfg = Config(
         model=ModelConfig(name="person"),
-        source=SourceOptions(pace=False),
+        source=SourceConfig(pace=False),
         # a 1 ms budget makes every frame late: each one must be in the log, with a cause
         pipeline=PipelineConfig(budget_ms=1.0, frames=12, policy="process-all"),
         degrade=DegradeConfig(policy="off"),
