@@ -15,6 +15,7 @@ EdgeError
 ├── RuntimeMissing (ImportError)      no LiteRT / TFLite runtime installed
 ├── ImageError (ValueError)           an input image cannot be read or decoded
 └── SourceError (OSError)             a capture source cannot be opened or has failed
+    └── SourceNotFound (FileNotFoundError)  a video file that is not there (deleted, moved)
 """
 
 from __future__ import annotations
@@ -65,3 +66,7 @@ class ImageError(EdgeError, ValueError):
 
 class SourceError(EdgeError, OSError):
     """A capture source cannot be opened, or has failed for good."""
+
+
+class SourceNotFound(SourceError, FileNotFoundError):
+    """A video file that does not exist (never there, or deleted or moved since)."""

@@ -26,16 +26,27 @@ EDGE = [sys.executable, "-m", "edge.cli.main"]
 BURN = "import os\nwhile True:\n    pass\n"
 
 
+def cpu_ticks() -> list[int]:
+    """/proc/stat's ``cpu`` line: user nice system idle iowait irq softirq steal (ticks)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
 def bench(args: argparse.Namespace, log: Path, extra: list[str], cpu: int | None) -> dict:
     cmd = [*EDGE, "bench", "--source", args.source, "--model", args.model,
            "--fps", str(args.fps), "--frames", str(args.frames), "--threads", str(args.threads),
-           "--miss-log", str(log), "--json", *extra]
+           "--floor-invokes", str(args.floor_invokes), "--miss-log", str(log), "--json", *extra]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
+    before = cpu_ticks()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         sys.exit(f"edge bench failed: {r.stderr[-2000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    res: dict = json.loads(r.stdout.strip().splitlines()[-1])
+    d = [b - a for a, b in zip(before, cpu_ticks(), strict=True)]
+    # steal: time the hypervisor gave this VM's CPUs to someone else (0 on bare metal)
+    res["steal_pct"] = round(100 * d[7] / max(1, sum(d)), 2)
+    return res
 
 
 def misses(log: Path) -> dict:
@@ -50,7 +61,27 @@ def row(name: str, res: dict, budget_ms: float) -> str:
     rate = f["missed"] / done if done else 0.0
     return (f"{name:<8}{f['captured']:>7}{f['processed']:>7}{f['dropped']:>6}{f['missed']:>6}"
             f"{rate:>9.3%}{lat['p50']:>8.1f}{lat['p99']:>8.1f}{lat['p99'] / budget_ms:>8.2f}"
-            f"{res['invoke_floor_ms']['p50']:>8.1f}{res['invoke_floor_ms']['p99']:>8.1f}")
+            f"{res['invoke_floor_ms']['p50']:>8.1f}{res['invoke_floor_ms']['p99']:>8.1f}"
+            f"{res['steal_pct']:>7.2f}")
+
+
+def checks(out: dict[str, dict], budget: float, agree: bool) -> list[tuple[str, bool]]:
+    """Issue 3's targets, each with its verdict."""
+    def rate(res: dict) -> float:
+        f = res["frames"]
+        done = f["processed"] + f.get("skipped_stale", 0)
+        return f["missed"] / done if done else 0.0
+    b = out["burner"]
+    return [
+        (f"idle: 0 misses (got {out['idle']['frames']['missed']})",
+         out["idle"]["frames"]["missed"] == 0),
+        (f"burner: miss rate <= 0.1% (got {rate(b):.3%})", rate(b) <= 0.001),
+        (f"burner: p99 <= 0.5 x budget (got {b['latency_ms']['p99'] / budget:.2f} x; the bare "
+         f"invoke alone: p99 {b['invoke_floor_ms']['p99'] / budget:.2f} x)",
+         b["latency_ms"]["p99"] <= 0.5 * budget),
+        (f"tight: miss rate < 2% (got {rate(out['tight']):.3%})", rate(out["tight"]) < 0.02),
+        ("tight: edge misses = the run's counters", agree),
+    ]
 
 
 def main() -> int:
@@ -61,6 +92,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--tight-ms", type=float, help="budget for the tight run (2x invoke p50)")
     ap.add_argument("--threads", type=int, default=1, help="interpreter threads (1)")
+    ap.add_argument("--floor-invokes", type=int, default=300,
+                    help="bare invokes timed after each run, for the floor columns (300)")
     a = ap.parse_args()
     a.source = str(Path(a.source).resolve())
     budget = 1000.0 / a.fps
@@ -83,13 +116,16 @@ def main() -> int:
           f"{a.frames} frames a run, "
           f"budget {budget:.1f} ms (tight run: {tight} ms)")
     print(f"{'run':<8}{'capt':>7}{'proc':>7}{'drop':>6}{'miss':>6}{'rate':>9}{'p50':>8}"
-          f"{'p99':>8}{'p99/B':>8}{'inv p50':>8}{'inv p99':>8}")
+          f"{'p99':>8}{'p99/B':>8}{'inv p50':>8}{'inv p99':>8}{'steal%':>7}")
     for name, res in out.items():
         print(row(name, res, tight if name == "tight" else budget))
     t = out["tight"]["frames"]
     by_cause_run = out["tight"].get("missed_by_cause", {})
+    agree = m["misses"] == t["missed"] and m["by_cause"] == by_cause_run
     print(f"tight: edge misses says {m['misses']} misses {m['by_cause']}; the run counted "
-          f"{t['missed']} {by_cause_run}: {'AGREE' if m['misses'] == t['missed'] else 'DIFFER'}")
+          f"{t['missed']} {by_cause_run}: {'AGREE' if agree else 'DIFFER'}")
+    for text, ok in checks(out, budget, agree):
+        print(f"  {'met    ' if ok else 'NOT MET'}  {text}")
     print(json.dumps({k: {"frames": v["frames"], "latency_ms": v["latency_ms"]}
                       for k, v in out.items()}))
     return 0

@@ -7,7 +7,10 @@ event within that time even when the camera delivers nothing. The thread ends on
 source fails for good (:class:`~edge.errors.SourceError`, kept in ``error`` for the runner to
 re-raise); in every case it closes the handoff, so the worker gets the end-of-stream sentinel
 instead of waiting on a timeout. Frames the source had to throw away
-(:class:`~edge.sources.base.CorruptFrame`) are counted and skipped.
+(:class:`~edge.sources.base.CorruptFrame`) are counted in ``corrupt_frames`` and skipped, with
+one log line per kind (``CorruptFrame.kind``) per second at most (:mod:`edge.ratelog`;
+a source opened by the registry is supervised, and the supervisor has counted and logged them
+already: these are the ones a bare source raises).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from __future__ import annotations
 import logging
 import threading
 
+from edge.clock import MONOTONIC, Clock
 from edge.errors import SourceError
 from edge.frame import Frame
 from edge.pipeline.handoff import LatestSlot
+from edge.ratelog import RateLimitedLog
 from edge.sources.base import CorruptFrame, EndOfStream, Source
 from edge.stats import Counters
 
@@ -36,6 +41,7 @@ class Capture:
         *,
         max_frames: int | None = None,
         read_timeout_s: float = 0.25,
+        clock: Clock = MONOTONIC,
     ) -> None:
         self.source, self.slot, self.counters, self.stop = source, slot, counters, stop
         self.max_frames = max_frames
@@ -43,6 +49,7 @@ class Capture:
         self.captured = 0
         self.ended = False  # the source reached its end (not stopped, not failed)
         self.error: BaseException | None = None
+        self._corrupt_log = RateLimitedLog(log, clock)
 
     def run(self) -> None:
         try:
@@ -72,9 +79,12 @@ class Capture:
             return self.source.read(self.read_timeout_s)
         except CorruptFrame as e:
             self.counters.inc("corrupt_frames", e.count)
-            n = self.counters.get("corrupt_frames")
-            if n == e.count or n // 100 != (n - e.count) // 100:
-                log.warning("%s: corrupt frame skipped (%d so far): %s", self.source.name, n, e)
+            more = self._corrupt_log.due(e, e.count)
+            if more is not None:
+                n = self.counters.get("corrupt_frames")
+                log.warning(
+                    "%s: corrupt frame skipped (%d so far): %s%s", self.source.name, n, e, more
+                )
             return None
 
     def _offer(self, frame: Frame) -> None:

@@ -39,12 +39,18 @@ class PipelineConfig:
     frames     stop after this many captured frames (None: until stopped or end of stream)
     gc         GC discipline: freeze start-up objects, defer gen-2 collection into the slack
                between frames (see :mod:`edge.pipeline.gcslack`)
+    opencv_threads
+               OpenCV's own thread pool for the image ops (warp, resize, colour): 1 runs them
+               on the calling thread; 0 leaves OpenCV's default (one per core). The default is 1:
+               on 2 cores the pool's workers, spinning after each small warp, took the core the
+               interpreter needed (misses x4 on vtest.avi with the person model, docs/TUNING.md)
     """
 
     budget_ms: float | None = None
     policy: str = "skip-stale"
     frames: int | None = None
     gc: bool = True
+    opencv_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.budget_ms is not None:
@@ -52,6 +58,7 @@ class PipelineConfig:
         check_choice("pipeline.policy", self.policy, STALE_POLICIES)
         if self.frames is not None:
             check_range("pipeline.frames", self.frames, 1, None)
+        check_range("pipeline.opencv_threads", self.opencv_threads, 0, 256)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,10 @@ again. The watchdog makes one miss record of each (cause ``gap``) and counts the
 default; the HTTP viewer draws there) and the subscribers, ``on_result(frame, detections,
 stale)``, called in order on the worker thread, so they must be quick (hand off, do not
 work). A subscriber that raises is logged and counted, never allowed to stop the pipeline.
+
+A frame that cannot be used (:class:`~edge.errors.ImageError`: a corrupt JPEG, an image of the
+wrong shape) is counted in ``decode_errors`` and skipped; the log gets one line per kind of
+error per second, with the number held back since the last (:mod:`edge.ratelog`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from edge.pipeline.degrade import Degrader, ModeChange
 from edge.pipeline.gcslack import GcDiscipline
 from edge.pipeline.handoff import END, LatestSlot
 from edge.pipeline.inflight import Done, InFlight
+from edge.ratelog import RateLimitedLog
 from edge.stats import Counters, LatencyStats
 
 log = logging.getLogger(__name__)
@@ -118,6 +123,8 @@ class Worker:
         self._prev_source = ""
         self._idle_since_ns = 0  # when the worker finished it
         self._gap: Frame | None = None  # stands for the missing frame while a gap is open
+        # bad frames: one line per kind of error per second, not one per frame
+        self._decode_log = RateLimitedLog(log, clock)
 
     def run(self) -> None:
         """Take frames until end of stream or stop; an unexpected error is kept in ``error``."""
@@ -250,9 +257,12 @@ class Worker:
         end = self._lap(frame, "decode", t, None)
         self.inflight.finish(Done(frame, deadline, end, "error", self.degrader.every))
         self.counters.inc("decode_errors")
-        n = self.counters.get("decode_errors")
-        if n == 1 or n % 100 == 0:
-            log.warning("frame %d cannot be decoded, skipped (%d so far): %s", frame.seq, n, err)
+        more = self._decode_log.due(err)
+        if more is not None:
+            n = self.counters.get("decode_errors")
+            log.warning(
+                "frame %d cannot be decoded, skipped (%d so far): %s%s", frame.seq, n, err, more
+            )
 
     def _count_change(self, change: ModeChange | None) -> None:
         if change is not None:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edge.clock import Clock
-from edge.errors import SourceError
+from edge.errors import SourceError, SourceNotFound
 from edge.frame import Frame, Image
 from edge.samples import sample_path
 from edge.sources.base import CorruptFrame, EndOfStream, SourceOptions, jpeg_problem
@@ -140,6 +140,12 @@ class VideoFileSource(_PacedFootage):
         cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
+            if not self.path.exists():  # checked only on failure: no extra syscall per pass
+                raise SourceNotFound(
+                    f"video file {self.path}: no such file; expected the video at this path "
+                    "(a looping video is reopened at each pass, so it must stay there): "
+                    "restore the file or give the right path"
+                )
             raise SourceError(
                 f"video file {self.path} cannot be opened: expected a video OpenCV's FFmpeg "
                 "backend can decode (avi, mp4, mkv ...); check the file and its codec"

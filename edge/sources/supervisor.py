@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from edge.clock import Clock
 from edge.errors import SourceError
 from edge.frame import Frame
+from edge.ratelog import RateLimitedLog
 from edge.sources.base import CorruptFrame, EndOfStream, Source, SourceOptions
 from edge.sources.pacing import wait_until
 
 log = logging.getLogger(__name__)
-
-_LOG_INTERVAL_NS = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,25 +42,6 @@ class SourceStats:
     dropped: int  # frames a live reader overwrote before they were read
     skipped: int  # frames a paced file skipped because the reader fell behind
     connected: bool
-
-
-class _PerSecond:
-    """At most one log line per second per kind, carrying the count since the last line."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._last_ns: dict[str, int] = {}
-        self._count: dict[str, int] = {}
-
-    def add(self, kind: str, n: int) -> int:
-        """Record ``n`` events; how many to report now (0 = stay quiet)."""
-        self._count[kind] = self._count.get(kind, 0) + n
-        now = self._clock.now_ns()
-        last = self._last_ns.get(kind)
-        if last is not None and now - last < _LOG_INTERVAL_NS:
-            return 0
-        self._last_ns[kind] = now
-        return self._count.pop(kind)
 
 
 class SupervisedSource:
@@ -80,7 +60,7 @@ class SupervisedSource:
         self._inner: Source | None = first
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._corrupt_log = _PerSecond(clock)
+        self._corrupt_log = RateLimitedLog(log, clock)
         self._down_since_ns: int | None = None  # set while a live source is lost
         self._attempts = 0  # in the current outage
         self._retry_at_ns = 0
@@ -158,9 +138,9 @@ class SupervisedSource:
 
     def _count_corrupt(self, e: CorruptFrame) -> None:
         self.corrupt_frames += e.count
-        report = self._corrupt_log.add(e.kind, e.count)
-        if report:
-            log.warning("source %s: skipped %d corrupt frame(s): %s", self.name, report, e)
+        more = self._corrupt_log.due(e.kind, e.count)
+        if more is not None:
+            log.warning("source %s: skipped %d corrupt frame(s): %s%s", self.name, e.count, e, more)
 
     def _up(self) -> None:
         self.frames += 1

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from edge.clock import MONOTONIC
-from edge.errors import SourceError
+from edge.errors import SourceError, SourceNotFound
 from edge.samples import sample_path
 from edge.sources import EndOfStream, SourceOptions, open_source
+from edge.sources.base import new_seq
+from edge.sources.files import VideoFileSource
 
 VTEST_FRAMES = 795  # what vtest.avi's header declares, and what FFmpeg decodes
 
@@ -123,5 +125,17 @@ def test_damaged_video_is_read_to_its_end_without_crashing(
 def test_a_file_that_is_not_a_video_is_a_source_error(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.mp4"
     bogus.write_bytes(b"\x00" * 4096)
-    with pytest.raises(SourceError, match="cannot be opened"):
+    with pytest.raises(SourceError, match="cannot be opened") as e:
         open_source(str(bogus))
+    assert "check the file and its codec" in str(e.value)
+    assert not isinstance(e.value, FileNotFoundError)  # it is there: the codec message
+
+
+def test_a_video_file_that_is_not_there_says_so(tmp_path: Path) -> None:
+    # open_source refuses a missing path at parse time (ConfigError); the source itself meets
+    # it when a looping video is reopened after the file was deleted or moved
+    gone = tmp_path / "gone.mp4"
+    with pytest.raises(SourceNotFound, match=r"gone\.mp4: no such file; .*restore") as e:
+        VideoFileSource(gone, "gone.mp4", SourceOptions(), MONOTONIC, new_seq())
+    assert isinstance(e.value, FileNotFoundError) and isinstance(e.value, SourceError)
+    assert "codec" not in str(e.value)

@@ -114,7 +114,8 @@ def test_bench_json(samples_dir: Path, tmp_path: Path) -> None:
     assert {"p50", "p95", "p99", "max"} <= set(d["latency_ms"])
     assert {"p50", "p99"} <= set(d["stages_ms"]["infer"])
     assert d["invoke_floor_ms"]["count"] == 5
-    assert 0 < d["invoke_floor_ms"]["p50"] <= d["latency_ms"]["max"]
+    floor = d["invoke_floor_ms"]  # timed, so only its shape is checked: no timing relations
+    assert 0 < floor["min"] <= floor["p50"] <= floor["p99"]
 
 
 def test_bad_flags_are_config_errors(tmp_path: Path) -> None:

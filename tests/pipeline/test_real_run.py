@@ -27,11 +27,17 @@ def test_real_video_with_a_real_model(samples_dir: Path, tmp_path: Path) -> None
         model=ModelConfig(name="person"),
         source=SourceConfig(pace=False),
         # a 1 ms budget makes every frame late: each one must be in the log, with a cause
-        pipeline=PipelineConfig(budget_ms=1.0, frames=12, policy="process-all"),
+        pipeline=PipelineConfig(budget_ms=1.0, frames=12, policy="process-all", opencv_threads=1),
         degrade=DegradeConfig(policy="off"),
         watchdog=WatchdogConfig(miss_log=str(log_path)),
     )
-    summary = run(cfg, str(samples_dir / "vtest.avi"), environ={}, floor_invokes=5)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        summary = run(cfg, str(samples_dir / "vtest.avi"), environ={}, floor_invokes=5)
+        assert cv2.getNumThreads() == 1  # the run sized OpenCV's pool as configured
+    finally:
+        cv2.setNumThreads(before)
     assert (summary.captured, summary.processed, summary.dropped) == (12, 12, 0)
     assert summary.missed == 12 and summary.stages_ms["infer"]["count"] == 12
     assert summary.invoke_floor_ms is not None and summary.invoke_floor_ms["p50"] > 0

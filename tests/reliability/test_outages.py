@@ -17,7 +17,7 @@ import cv2
 import pytest
 
 from edge.clock import MONOTONIC
-from edge.errors import SourceError
+from edge.errors import SourceError, SourceNotFound
 from edge.sources import SourceOptions, SupervisedSource, open_source
 from edge.sources.base import new_seq
 from tests.reliability.outage_rig import (
@@ -112,10 +112,12 @@ def test_a_deleted_video_plays_to_the_end_then_the_run_fails_clearly(tmp_path: P
         while len(frames) < 40:
             frames.append(src.read(1.0))
         assert all(f is not None for f in frames)
-        with pytest.raises(SourceError, match="cannot be opened"):
+        with pytest.raises(SourceNotFound, match=r"clip\.avi: no such file;") as gone:
             src.read(1.0)  # the loop reopens the path: gone
     finally:
         src.close()
+    assert isinstance(gone.value, FileNotFoundError) and isinstance(gone.value, SourceError)
+    assert "restore the file" in str(gone.value) and "codec" not in str(gone.value)
     assert src.stats().read_errors == 1
 
 

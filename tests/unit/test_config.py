@@ -29,6 +29,7 @@ def test_defaults_and_a_valid_file(tmp_path: Path) -> None:
         ("[model]\nthreads = true\n", "model.threads must be an integer"),
         ("[model]\nthreshold = 1.5\n", "out of range"),
         ("[model]\nthreads = 0\n", "model.threads"),
+        ("[pipeline]\nopencv_threads = -1\n", "pipeline.opencv_threads"),
         ("model = 3\n", "must be a table"),
         ("[model\n", "not valid TOML"),
     ],
