@@ -74,7 +74,7 @@ class Detector:
             quant=quant,
         )
         self._reduce_cache: tuple[int, int, int] | None = None
-        self._scaled: tuple[tuple[Transform, float], Transform] | None = None
+        self._scaled: tuple[Transform, float, Transform] | None = None
 
     @property
     def family(self) -> str:
@@ -122,18 +122,16 @@ class Detector:
         self.runner.invoke()
 
     def postprocess(self, t: Transform, reduction: float = 1) -> Detections:
-        outs = self.runner.outputs()
-        det = self.decoder.decode(outs)
-        del outs
         if reduction != 1:
-            key = (t, reduction)
-            if self._scaled is None or self._scaled[0] != key:
-                self._scaled = (key, t.scaled(1.0 / reduction))
-            t = self._scaled[1]
-        t.boxes_to_frame(det.boxes)
-        if det.keypoints is not None:
-            t.points_to_frame(det.keypoints)
-        return det
+            s = self._scaled  # the same transform object every frame: identity, no __eq__
+            if s is None or s[0] is not t or s[1] != reduction:
+                s = self._scaled = (t, reduction, t.scaled(1.0 / reduction))
+            t = s[2]
+        outs = self.runner.outputs()
+        try:
+            return self.decoder.decode_mapped(outs, t)
+        finally:
+            del outs  # views into the interpreter: none may outlive this call
 
     def detect(self, image: Image, times: dict[str, int] | None = None) -> Detections:
         clock = time.perf_counter_ns

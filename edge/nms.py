@@ -136,8 +136,8 @@ def weighted_nms(
     them unspecified); ``max_detections`` > 0 stops after that many outputs (MediaPipe accepts
     ``max_num_detections`` but ignores it in WEIGHTED mode; stopping early equals truncating its
     output, since later clusters never change earlier ones); a cluster whose scores sum to 0
-    keeps the best box instead of MediaPipe's 0/0. IoU is computed in float32 as MediaPipe
-    does; the weighted means in float64.
+    keeps the best box instead of MediaPipe's 0/0. Everything is computed in float32, as
+    MediaPipe does (its weighted sums may differ in the last bits: their order differs).
 
     keypoints  (N, K, 2) or None. Returns boxes (M, 4), scores (M,), keypoints (M, K, 2) | None.
     """
@@ -164,65 +164,120 @@ def weighted_nms_packed(
 ) -> tuple[FloatArray, FloatArray]:
     """:func:`weighted_nms` on rows ``[x1, y1, x2, y2, k0x, k0y, ...]`` kept in one array.
 
-    The decoders' hot path: one matrix product per output cluster merges box and keypoints
-    together, and the overlaps of all candidates are computed once up front (the candidates that
-    pass the score threshold are few), so each cluster costs a row lookup. Returns float32 rows
-    and scores.
+    Returns float32 rows and scores, new arrays. Decoders that build their candidates
+    themselves call :func:`weighted_nms_rows` directly, with buffers made once.
+    """
+    n, width = packed.shape[0], packed.shape[1]
+    rows = np.ones((n, width + 1), np.float32)
+    rows[:, :width] = packed
+    weights = scores.astype(np.float32)  # a copy: the caller's scores stay untouched
+    return weighted_nms_rows(
+        rows, weights, np.empty((2, n, 4), np.float32), iou_threshold, max_detections
+    )
+
+
+def weighted_nms_rows(
+    rows: npt.NDArray[np.float32],
+    scores: npt.NDArray[np.float32],
+    corners: npt.NDArray[np.float32],
+    iou_threshold: float,
+    max_detections: int = -1,
+) -> tuple[FloatArray, FloatArray]:
+    """The hot path of :func:`weighted_nms`, in the layout that needs the fewest NumPy calls.
+
+    rows     (n, W + 1) float32 ``[x1, y1, x2, y2, extra..., 1.0]``: the trailing 1 makes one
+             dot product give a cluster's weighted sums *and* its total weight
+    scores   (n,) float32; the result's scores may be views of it
+    corners  (2, n, 4) float32 scratch (views of buffers made once are fine)
+
+    Each NumPy call costs ~2-10 us once the model's invoke has flushed the caches, so: one
+    dtype, no sort, no temporaries that ``out=`` can avoid. Each turn takes the best remaining
+    row (``argmax``: the first of equal scores, as a stable sort would), its IoU with every
+    remaining row (:func:`_overlaps`), and ends when everything left joins its cluster (one
+    face in view: the usual frame), else carries on with the rows outside the cluster. A
+    single row left is emitted as it is (its weighted mean is itself). Returns (m, W) float32
+    rows and (m,) float32 scores.
     """
     n = scores.shape[0]
-    if n == 0:
-        return np.zeros((0, packed.shape[1]), np.float32), np.zeros((0,), np.float32)
-    order = np.argsort(-scores, kind="stable")
-    rows = packed[order].astype(np.float64)
-    ws = scores[order].astype(np.float64)
-    corners = rows[:, :4].astype(np.float32)  # MediaPipe compares overlaps in float32
-    sizes = corners[:, 2:] - corners[:, :2]
-    areas = sizes[:, 0] * sizes[:, 1]
-    valid = np.minimum(sizes[:, 0], sizes[:, 1]) >= 0  # not inverted
+    if n <= 1:
+        return rows[:, :-1].copy(), scores.copy()
+    np.multiply(rows[:, :4], _FLIP, out=corners[1])
     thr = np.float32(iou_threshold)
-    out_rows: list[npt.NDArray[np.float64]] = []
-    out_idx: list[int] = []
-    remaining = np.arange(n)
-    while remaining.size and (max_detections <= 0 or len(out_rows) < max_detections):
-        top = int(remaining[0])
-        in_cluster = _row_iou(corners, areas, valid, top, remaining) > thr
-        out_idx.append(top)
-        if not in_cluster[0]:  # a zero-size best box (IoU 0 with itself): emitted unchanged,
-            # and the loop ends, as in MediaPipe
-            out_rows.append(rows[top])
+    out_rows: list[npt.NDArray[np.float32]] = []
+    out_scores: list[npt.NDArray[np.float32]] = []
+    while True:
+        top = int(scores.argmax())
+        out_scores.append(scores[top : top + 1])
+        iou = _overlaps(corners, top)
+        if iou is None:  # a best box with no area has IoU 0 with itself: MediaPipe emits it
+            out_rows.append(rows[top : top + 1, :-1].copy())  # unchanged, and stops there
             break
-        if in_cluster.all():  # the usual last (often only) cluster: everything left joins it
-            w = ws[remaining]
-            out_rows.append(w @ rows[remaining] / w.sum())
+        if iou[iou.argmin()] > thr:  # everything left joins the cluster (argmin: a C method,
+            # half the cost of a ufunc reduction when the caches are cold)
+            out_rows.append(_weighted_mean(scores, rows, rows, top))
             break
-        cluster = remaining[in_cluster]
-        w = ws[cluster]
-        out_rows.append(w @ rows[cluster] / w.sum())
-        remaining = remaining[~in_cluster]
-    return np.vstack(out_rows).astype(np.float32), ws[out_idx].astype(np.float32)
+        member = np.greater(iou, thr)
+        cluster = member.nonzero()[0]
+        out_rows.append(_weighted_mean(scores.take(cluster), rows.take(cluster, 0), rows, top))
+        rest = np.logical_not(member).nonzero()[0]
+        if len(out_rows) == max_detections:
+            break
+        if rest.shape[0] == 1:
+            out_scores.append(scores[rest])
+            out_rows.append(rows[rest, :-1])  # fancy index: a copy
+            break
+        rows, scores, corners = rows.take(rest, 0), scores.take(rest), corners.take(rest, 1)
+    if len(out_rows) == 1:
+        return out_rows[0], out_scores[0]
+    return np.concatenate(out_rows), np.concatenate(out_scores)
 
 
-def _row_iou(
-    corners: npt.NDArray[np.float32],
-    areas: npt.NDArray[np.float32],
-    valid: npt.NDArray[np.bool_],
+#: [x1, y1, x2, y2] -> [-x1, -y1, x2, y2]: one np.minimum with the best box then gives the
+#: intersection as [-max x1, -max y1, min x2, min y2], and one addition the extents of both
+#: intersections and boxes (exact: negation, min and max commute with IEEE 754 rounding)
+_FLIP = np.array([-1.0, -1.0, 1.0, 1.0], np.float32)
+
+
+def _overlaps(corners: npt.NDArray[np.float32], top: int) -> npt.NDArray[np.float32] | None:
+    """IoU of box ``top`` with every box as MediaPipe's ``OverlapSimilarity`` computes it
+    (float32, ``inter / (area_a + area_b - inter)``), from ``corners[1]`` (flipped corners,
+    see ``_FLIP``; ``corners[0]`` is scratch). None when box ``top`` has no area.
+
+    MediaPipe gives 0 when the boxes are apart (touching intersects, with area 0), when either
+    is inverted, or when the denominator is not > 0. Here negative extents are clipped to 0
+    instead: the intersection is then 0 in each of those cases, hence the IoU; and with the
+    best box's area > 0 the denominator is >= that area, so never 0. NaN corners give NaN,
+    which fails every ``>`` as MediaPipe's 0 does."""
+    boxes = corners[1]
+    np.minimum(boxes, boxes[top], out=corners[0])
+    ext = corners[..., 2:] + corners[..., :2]  # (2, n, 2): intersection/box x width/height
+    np.maximum(ext, 0.0, out=ext)
+    prod = np.multiply(ext[..., 0], ext[..., 1])
+    inter, areas = prod[0], prod[1]
+    area_top = areas[top]
+    if not area_top > 0:
+        return None
+    norm: npt.NDArray[np.float32] = np.add(areas, area_top)
+    np.subtract(norm, inter, out=norm)
+    np.divide(inter, norm, out=norm)
+    return norm
+
+
+def _weighted_mean(
+    scores: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.float32],
+    all_rows: npt.NDArray[np.float32],
     top: int,
-    rest: IndexArray,
 ) -> npt.NDArray[np.float32]:
-    """IoU of box ``top`` with boxes ``rest`` as MediaPipe's ``OverlapSimilarity`` computes it,
-    in as few array operations as the rules allow (this runs once per output cluster).
-
-    ``Rectangle_f::Intersects`` is false when either box is inverted (min > max) or when they
-    are apart; touching counts as intersecting but gives area 0. The result is
-    ``inter / (area_a + area_b - inter)`` when that denominator is > 0, else 0, in float32."""
-    c = corners[rest]
-    wh = np.minimum(c[:, 2:], corners[top, 2:]) - np.maximum(c[:, :2], corners[top, :2])
-    hit = np.minimum(wh[:, 0], wh[:, 1]) >= 0
-    if not valid[top]:
-        hit[:] = False
-    hit &= valid[rest]
-    inter = np.where(hit, wh[:, 0] * wh[:, 1], np.float32(0.0))
-    norm = areas[rest] + areas[top] - inter
-    out = np.zeros(rest.shape[0], np.float32)
-    np.divide(inter, norm, out=out, where=hit & (norm > 0))
-    return out
+    """The score-weighted mean of a cluster's ``rows``, (1, W) without the trailing 1,
+    accumulated in float32 as MediaPipe does. When the scores sum to 0: row ``top`` of
+    ``all_rows`` (the best one), not MediaPipe's 0 / 0."""
+    sums: npt.NDArray[np.float32] = np.dot(scores, rows)
+    total = sums[-1]
+    mean: npt.NDArray[np.float32] = sums[:-1]
+    if total > 0:
+        np.divide(mean, total, out=mean)
+        row: npt.NDArray[np.float32] = mean.reshape(1, -1)
+        return row
+    best: npt.NDArray[np.float32] = all_rows[top : top + 1, :-1].copy()
+    return best

@@ -1,18 +1,24 @@
 """From camera bytes to the model's input tensor, and from tensor pixels back to frame pixels.
 
-The resize is a single affine warp from the frame straight into a preallocated model-sized
-buffer, sampled the way MediaPipe's ImageToTensorCalculator (OpenCV backend) does it: the ROI's
-corners map onto the tensor's corners with *no* half-pixel offset, bilinear, zero border. A
-``cv2.resize``-based letterbox samples on a different grid (pixel centres) and moves boxes by
-a fraction of a pixel, which costs ~0.1 IoU on small faces against MediaPipe's own results.
+The resize is a single affine warp from the frame straight into a preallocated buffer (only
+the tensor rows a letterboxed frame reaches; the pad rows are filled, not warped), sampled the
+way MediaPipe's ImageToTensorCalculator (OpenCV backend) does it: the ROI's corners map onto the
+tensor's corners with *no* half-pixel offset, bilinear, zero border. A ``cv2.resize``-based
+letterbox samples on a different grid (pixel centres) and moves boxes by a fraction of a pixel,
+which costs ~0.1 IoU on small faces against MediaPipe's own results.
 
 Normalisation and, for quantized models, quantisation are folded into one affine step
 ``q = alpha * pixel + beta`` written straight into the interpreter's input buffer.
+
+This runs once per frame right after the JPEG decode and before invoke(), with caches that the
+previous invoke flushed: the cost is in the number of OpenCV/NumPy calls and in the bytes they
+touch, so there are few of each (see :class:`Preprocessor`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -31,9 +37,6 @@ NORMALISATIONS: dict[str, tuple[float, float]] = {
 RESIZE_MODES = ("letterbox", "stretch")
 
 
-_VECTORS: dict[Transform, tuple[npt.NDArray[np.float32], ...]] = {}
-
-
 @dataclass(frozen=True, slots=True)
 class Transform:
     """Frame pixels -> tensor pixels: ``x_t = sx * x + ox``, ``y_t = sy * y + oy``."""
@@ -44,6 +47,17 @@ class Transform:
     oy: float
     frame_w: int
     frame_h: int
+    # offsets, scales and frame bounds as float32 vectors, made once per transform (a camera's
+    # transform never changes): per-frame undo is three array operations on the boxes and two
+    # on the keypoints
+    _off: npt.NDArray[np.float32] = field(init=False, repr=False, compare=False)
+    _scale: npt.NDArray[np.float32] = field(init=False, repr=False, compare=False)
+    _hi: npt.NDArray[np.float32] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_off", np.array([self.ox, self.oy] * 2, np.float32))
+        object.__setattr__(self, "_scale", np.array([self.sx, self.sy] * 2, np.float32))
+        object.__setattr__(self, "_hi", np.array([self.frame_w, self.frame_h] * 2, np.float32))
 
     @classmethod
     def fit(cls, frame_w: int, frame_h: int, in_w: int, in_h: int, mode: str) -> Transform:
@@ -64,33 +78,17 @@ class Transform:
 
     def boxes_to_frame(self, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Undo the warp for (N, 4) x1,y1,x2,y2 boxes, in place; clipped to the frame."""
-        off, scale, hi = self._vectors()
-        np.subtract(boxes, off, out=boxes)
-        np.divide(boxes, scale, out=boxes)
-        np.clip(boxes, 0.0, hi, out=boxes)
+        np.subtract(boxes, self._off, out=boxes)
+        np.divide(boxes, self._scale, out=boxes)
+        np.minimum(boxes, self._hi, out=boxes)  # np.clip's wrapper costs twice these two
+        np.maximum(boxes, 0.0, out=boxes)
         return boxes
 
     def points_to_frame(self, pts: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Undo the warp for (..., 2) points, in place (not clipped: keypoints may lie outside)."""
-        off, scale, _ = self._vectors()
-        np.subtract(pts, off[:2], out=pts)
-        np.divide(pts, scale[:2], out=pts)
+        np.subtract(pts, self._off[:2], out=pts)
+        np.divide(pts, self._scale[:2], out=pts)
         return pts
-
-    def _vectors(self) -> tuple[npt.NDArray[np.float32], ...]:
-        # computed once per transform (a camera's transform never changes): per-frame undo is
-        # three array operations on the boxes and two on the keypoints
-        v = _VECTORS.get(self)
-        if v is None:
-            v = (
-                np.array([self.ox, self.oy] * 2, np.float32),
-                np.array([self.sx, self.sy] * 2, np.float32),
-                np.array([self.frame_w, self.frame_h] * 2, np.float32),
-            )
-            if len(_VECTORS) > 64:
-                _VECTORS.clear()
-            _VECTORS[self] = v
-        return v
 
     def scaled(self, factor: float) -> Transform:
         """The transform for the same frame decoded ``factor`` times smaller (reduced JPEG)."""
@@ -186,8 +184,44 @@ def model_image(image: npt.NDArray[Any]) -> Image:
     return image
 
 
+#: OpenCV 5's warpAffine has SIMD kernels for 1- and 4-channel 8-bit images but not for 3: a BGR
+#: warp costs ~3x a BGRA one (x86 AVX2: 120 vs 40 us for 128x128 out). Widening the frame to BGRA
+#: first (one cvtColor over the frame) pays while the frame has at most this many pixels per
+#: output pixel (break-even measured at ~20; 320x240 -> 128x128 is 4.7). Both paths give the
+#: same bytes.
+WIDEN_MAX_PIXEL_RATIO = 12
+
+_FROM_BGRA = {1: cv2.COLOR_BGRA2GRAY, 3: cv2.COLOR_BGRA2BGR}
+_FROM_BGR = {1: cv2.COLOR_BGR2GRAY, 3: None}
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    """What one frame size needs (a camera's size never changes): its transform; the band of
+    tensor rows [r0, r1) the frame reaches (a letterbox pads the rest with black, written
+    without warping it) and the matrix that warps the frame into that band; scratch buffers
+    for the band; the BGRA copy of the frame when widening pays (else None)."""
+
+    w: int
+    h: int
+    t: Transform
+    r0: int
+    r1: int
+    m: npt.NDArray[np.float64]
+    warped: Image
+    px: Image
+    wide: Image | None
+    quantize: npt.NDArray[np.float32] | None  # float scratch of quantized models
+
+
 class Preprocessor:
-    """Warps a BGR frame into a model's input buffer; every buffer is allocated here, once."""
+    """Warps a BGR frame into a model's input buffer; every buffer is allocated here, once
+    per frame size.
+
+    Per frame (colour float model, 4:3 frame): BGR->BGRA over the frame, one warp into the
+    rows of the tensor the frame reaches, one cvtColor to the model's channel order, then
+    ``float(px) * alpha + beta`` in three in-place passes (a cast copy then two float32
+    passes: faster than NumPy's mixed-type multiply, bit-identical), and the pad rows filled."""
 
     def __init__(
         self,
@@ -205,15 +239,9 @@ class Preprocessor:
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize {resize!r}: expected {list(RESIZE_MODES)}")
         self.in_w, self.in_h, self.channels, self.resize = in_w, in_h, channels, resize
-        self._warp = np.zeros((in_h, in_w, 3), np.uint8)
-        self._conv: Image | None = None
-        self._code: int | None = None
-        if channels == 1:
-            self._code = cv2.COLOR_BGR2GRAY
-            self._conv = np.zeros((in_h, in_w), np.uint8)
-        elif rgb:
-            self._code = cv2.COLOR_BGR2RGB
-            self._conv = np.zeros((in_h, in_w, 3), np.uint8)
+        swap = channels == 3 and rgb
+        self._code3 = cv2.COLOR_BGR2RGB if swap else _FROM_BGR[channels]
+        self._code4 = cv2.COLOR_BGRA2RGB if swap else _FROM_BGRA[channels]
         a, b = NORMALISATIONS[normalization]
         scale, zp = quant
         self.dtype = np.dtype(dtype)
@@ -222,61 +250,133 @@ class Preprocessor:
             a, b = a / scale, b / scale + zp
         self.alpha, self.beta = np.float32(a), np.float32(b)
         self.identity = self.quantized and abs(a - 1) < 1e-6 and abs(b) < 1e-3
+        self.unit = not self.quantized and a == 1.0 and b == 0.0
         if self.quantized:
             info = np.iinfo(self.dtype)
             self._lo, self._hi = info.min, info.max
-            self._f32 = np.zeros(self._warp.shape[:2] + ((3,) if channels == 3 else ()), np.float32)
-        # the transform and its matrix for the last frame size (a camera's size never changes)
-        self._cache: tuple[int, int, Transform, npt.NDArray[np.float64]] | None = None
+        # what a black pixel normalises to: the letterbox's pad rows
+        black = np.zeros((1, 1, channels), self.dtype)
+        self._normalise(np.zeros((1, 1, channels), np.uint8), black)
+        self._pad = black.reshape(-1)[0]
+        self._fitted: _Fit | None = None
 
     def transform_for(self, w: int, h: int) -> Transform:
-        return self._fit(w, h)[2]
+        return self._fit(w, h).t
 
-    def _fit(self, w: int, h: int) -> tuple[int, int, Transform, npt.NDArray[np.float64]]:
-        c = self._cache
-        if c is None or c[0] != w or c[1] != h:
-            t = Transform.fit(w, h, self.in_w, self.in_h, self.resize)
-            c = (w, h, t, t.matrix())
-            self._cache = c
-        return c
+    def _fit(self, w: int, h: int) -> _Fit:
+        f = self._fitted
+        if f is None or f.w != w or f.h != h:
+            f = self._fitted = self._plan(w, h)
+        return f
+
+    def _plan(self, w: int, h: int) -> _Fit:
+        t = Transform.fit(w, h, self.in_w, self.in_h, self.resize)
+        wide = None
+        if w * h <= WIDEN_MAX_PIXEL_RATIO * self.in_w * self.in_h:
+            wide = np.zeros((h, w, 4), np.uint8)
+        m = t.matrix()
+        # tensor row i samples frame row (i - oy) / sy; bilinear reads rows floor(y) and
+        # floor(y) + 1, so rows with y <= -1 or y >= h are black. One row of margin each side.
+        r0 = max(0, math.floor(t.oy - 2 * t.sy))
+        r1 = min(self.in_h, math.ceil(t.oy + (h + 1) * t.sy) + 1)
+        if r1 - r0 < self.in_h:
+            band = m.copy()
+            band[1, 2] -= r0
+            ch = 4 if wide is not None else 3
+            if _same_warp(h, w, ch, m, band, r0, r1, (self.in_w, self.in_h)):
+                m = band
+            else:  # this OpenCV computes the shifted band's coordinates differently: all rows
+                r0, r1 = 0, self.in_h
+        ch = 4 if wide is not None else 3
+        warped = np.zeros((r1 - r0, self.in_w, ch), np.uint8)
+        px = np.zeros((r1 - r0, self.in_w) + ((3,) if self.channels == 3 else ()), np.uint8)
+        quantize = None
+        if self.quantized:
+            quantize = np.zeros((r1 - r0, self.in_w, self.channels), np.float32)
+        return _Fit(w, h, t, r0, r1, m, warped, px, wide, quantize)
 
     def __call__(self, image: Image, dst: npt.NDArray[Any]) -> Transform:
         """Warp ``image`` (BGR uint8, see :func:`model_image`) into ``dst`` (the model input
         view, (H, W, C))."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or not image.size:
-            # warpAffine would write a new array of the image's own layout and leave _warp
-            # holding the previous frame: the model would see that frame again
+            # warpAffine would write a new array of the image's own layout and leave the
+            # scratch holding the previous frame: the model would see that frame again
             raise ImageError(f"expected a BGR uint8 image, got {image.shape} {image.dtype}")
-        h, w = image.shape[:2]
-        _, _, t, m = self._fit(w, h)
-        cv2.warpAffine(
-            image,
-            m,
-            (self.in_w, self.in_h),
-            dst=self._warp,
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
-        px = self._warp
-        if self._code is not None and self._conv is not None:
-            cv2.cvtColor(self._warp, self._code, dst=self._conv)
-            px = self._conv
+        f = self._fitted
+        if f is None or f.w != image.shape[1] or f.h != image.shape[0]:
+            f = self._fit(image.shape[1], image.shape[0])
+        if f.wide is not None:
+            cv2.cvtColor(image, cv2.COLOR_BGR2BGRA, dst=f.wide)
+            _warp(f.wide, f.m, f.warped)
+            cv2.cvtColor(f.warped, self._code4, dst=f.px)
+            px = f.px
+        else:
+            _warp(image, f.m, f.warped)
+            px = f.warped
+            if self._code3 is not None:
+                cv2.cvtColor(f.warped, self._code3, dst=f.px)
+                px = f.px
         if self.channels == 1:
             px = px[..., None]
-        self._normalise(px, dst)
-        return t
+        if f.r1 - f.r0 == self.in_h:
+            self._normalise(px, dst, f.quantize)
+            return f.t
+        self._normalise(px, dst[f.r0 : f.r1], f.quantize)
+        dst[: f.r0].fill(self._pad)  # ndarray.fill: a C method, cheaper than a setitem
+        dst[f.r1 :].fill(self._pad)
+        return f.t
 
-    def _normalise(self, px: Image, dst: npt.NDArray[Any]) -> None:
+    def _normalise(
+        self, px: Image, dst: npt.NDArray[Any], scratch: npt.NDArray[np.float32] | None = None
+    ) -> None:
         if not self.quantized:
-            np.multiply(px, self.alpha, out=dst, casting="unsafe")
-            np.add(dst, self.beta, out=dst)
+            np.copyto(dst, px, casting="unsafe")  # exact: every uint8 is a float32
+            if not self.unit:
+                np.multiply(dst, self.alpha, out=dst)
+                np.add(dst, self.beta, out=dst)
         elif self.identity and self.dtype == np.uint8:
             np.copyto(dst, px)
         else:
-            f = self._f32.reshape(dst.shape)
+            f = np.empty(px.shape, np.float32) if scratch is None else scratch.reshape(px.shape)
             np.multiply(px, self.alpha, out=f, casting="unsafe")
             np.add(f, self.beta, out=f)
             np.rint(f, out=f)
             np.clip(f, self._lo, self._hi, out=f)
             np.copyto(dst, f, casting="unsafe")
+
+
+def _warp(src: Image, m: npt.NDArray[np.float64], out: Image) -> None:
+    """Bilinear, zero border, ``out``'s size: the sampling of MediaPipe's OpenCV converter."""
+    cv2.warpAffine(
+        src,
+        m,
+        (out.shape[1], out.shape[0]),
+        dst=out,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
+def _same_warp(
+    h: int,
+    w: int,
+    ch: int,
+    m: npt.NDArray[np.float64],
+    band: npt.NDArray[np.float64],
+    r0: int,
+    r1: int,
+    out_size: tuple[int, int],
+) -> bool:
+    """Whether warping into rows [r0, r1) with the shifted matrix ``band`` gives, on a noise
+    frame, exactly the bytes the full warp gives (the rest black). OpenCV computes the
+    coordinates from the matrix it is given, so a shifted one may round differently: this
+    is checked once per frame size rather than assumed."""
+    out_w, out_h = out_size
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, ch), dtype=np.uint8)
+    full = np.zeros((out_h, out_w, ch), np.uint8)
+    _warp(frame, m, full)
+    part = np.zeros((r1 - r0, out_w, ch), np.uint8)
+    _warp(frame, band, part)
+    outside = np.concatenate([full[:r0], full[r1:]])
+    return bool(np.array_equal(full[r0:r1], part) and not outside.any())

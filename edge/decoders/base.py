@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +61,28 @@ class DecodeSpec:
     nms: str = "greedy"
 
 
+class PixelMap(Protocol):
+    """Model-input pixels -> frame pixels, ``x_f = (x - ox) / sx``, ``y_f = (y - oy) / sy``,
+    boxes clipped to the frame (:class:`edge.preprocess.Transform` is one)."""
+
+    @property
+    def sx(self) -> float: ...
+    @property
+    def sy(self) -> float: ...
+    @property
+    def ox(self) -> float: ...
+    @property
+    def oy(self) -> float: ...
+    @property
+    def frame_w(self) -> int: ...
+    @property
+    def frame_h(self) -> int: ...
+
+    def boxes_to_frame(self, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+    def points_to_frame(self, pts: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+
 class Decoder(ABC):
     """One output family (``mediapipe``, ``ssd``, ``yolo`` ...)."""
 
@@ -80,3 +102,16 @@ class Decoder(ABC):
     def decode(self, tensors: Sequence[npt.NDArray[np.float32]]) -> Detections:
         """Detections in model-input pixels from float32 output tensors (dequantized, in the
         interpreter's output order)."""
+
+    def decode_mapped(
+        self, tensors: Sequence[npt.NDArray[np.float32]], to_frame: PixelMap
+    ) -> Detections:
+        """:meth:`decode`, then boxes and keypoints mapped to frame pixels by ``to_frame`` (in
+        place). A family whose arithmetic is linear may fold the mapping into its own and
+        save the per-frame passes; the result is the same up to float rounding."""
+        det = self.decode(tensors)
+        if len(det):
+            to_frame.boxes_to_frame(det.boxes)
+            if det.keypoints is not None:
+                to_frame.points_to_frame(det.keypoints)
+        return det

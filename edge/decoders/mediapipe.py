@@ -10,21 +10,25 @@ Reproduces, vectorised, what MediaPipe's graph does after the model:
 * ``NonMaxSuppressionCalculator`` with ``algorithm: WEIGHTED`` — clusters merged by a
   score-weighted mean, as MediaPipe does (greedy NMS shifts boxes by a pixel or two).
 
-Anchors are computed once here; ``decode`` touches only the anchors whose score passes.
+Anchors and the decoding matrices are computed once here; ``decode`` touches only the anchors
+whose score passes, in as few NumPy calls as it can (each costs microseconds once the model's
+invoke has flushed the caches), and ``decode_mapped`` folds the frame mapping into the same
+matrices, so boxes come out in frame pixels at no extra cost.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from edge.decoders.base import Decoder, DecodeSpec, TensorInfo
+from edge.decoders.base import Decoder, DecodeSpec, PixelMap, TensorInfo
 from edge.frame import Detections
-from edge.nms import weighted_nms, weighted_nms_packed
+from edge.nms import weighted_nms, weighted_nms_rows
 
 ANCHOR_KEYS = frozenset(
     {
@@ -59,6 +63,14 @@ DECODE_KEYS = frozenset(
         "box_scale",
     }
 )
+
+
+def _clip_is_moot(clip: float, logit_thr: float) -> bool:
+    """True when clipping the candidates' logits to +-clip cannot change a score: every
+    candidate is >= logit_thr >= -clip, and the sigmoid is already 1.0 in float32 at +clip."""
+    one = np.float32(1.0)
+    top = one / (one + np.exp(-np.float32(clip)))
+    return bool(top == one) and bool(np.float32(logit_thr) >= -np.float32(clip))
 
 
 def _scale(lo: float, hi: float, i: int, n: int) -> float:
@@ -111,6 +123,19 @@ def ssd_anchors(p: Mapping[str, Any], in_w: int, in_h: int) -> npt.NDArray[np.fl
         out.append(a.reshape(-1, 4))
         layer = last
     return np.concatenate(out)
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """``rows = raw[idx] @ lin (* mul[idx]) + add[idx]``: [x1, y1, x2, y2, k0x, k0y, ..., 1] in
+    input pixels (``key`` None) or in the frame pixels of mapping ``key``, boxes then clipped to
+    [0, ``hi``]. The trailing 1 is what :func:`~edge.nms.weighted_nms_rows` wants."""
+
+    key: PixelMap | None
+    lin: npt.NDArray[np.float32]
+    mul: npt.NDArray[np.float32] | None
+    add: npt.NDArray[np.float32]
+    hi: npt.NDArray[np.float32] | None
 
 
 class MediaPipeDecoder(Decoder):
@@ -185,15 +210,52 @@ class MediaPipeDecoder(Decoder):
         self.box_scale = float(p.get("box_scale", 1.0))
         self.size = np.array([spec.input_w, spec.input_h], np.float32)
         self.width = 4 + 2 * self.num_kp
-        if not self.exp_size:
-            self._linear_plan()
+        self._clip_needed = (
+            self.sigmoid and self.clip > 0 and not _clip_is_moot(self.clip, self.logit_thr)
+        )
+        # no candidate: one shared, read-only answer (the detector maps nothing back)
+        self._none = Detections.empty(self.num_kp, spec.labels)
+        for a in (self._none.boxes, self._none.scores, self._none.class_ids, self._none.keypoints):
+            if a is not None:
+                a.flags.writeable = False
+        self._class_ids: dict[int, npt.NDArray[np.int32]] = {}
+        # per-frame scratch, made once for the worst case (every anchor a candidate)
+        n_anchors = self.anchors.shape[0]
+        self._mask = np.zeros(n_anchors, np.bool_)
+        self._corners = np.zeros((2, n_anchors, 4), np.float32)
+        self._plan: _Plan | None = None if self.exp_size else self._linear_plan(None)
+        self._mapped: _Plan | None = None  # the plan for the last frame mapping
 
-    def _linear_plan(self) -> None:
-        """Without exponential sizes, every output coordinate is linear in the raw values:
+    def _linear_plan(self, to_frame: PixelMap | None) -> _Plan:
+        """Without exponential sizes every output coordinate is linear in the raw values:
         ``row = (raw @ L) * S[anchor] + O[anchor]`` gives [x1, y1, x2, y2, kx, ky, ...] in input
-        pixels in three array operations (MediaPipe's DecodeBoxes, folded into one matrix)."""
-        w, nc = self.width, self.num_coords
-        lin = np.zeros((nc, w), np.float32)
+        pixels (MediaPipe's DecodeBoxes folded into one matrix), and a frame mapping
+        ``(x - o) / s`` folds in too: ``S / s`` and ``(O - o) / s``. Fixed-size anchors (every
+        manifest model) make S one vector, folded into L: no per-anchor product."""
+        w, n = self.width, self.anchors.shape[0]
+        pairs = w // 2  # x, y pairs per row: 2 box corners, then the keypoints
+        size = np.tile(self.size.astype(np.float64), pairs)
+        scale, off = np.ones(w), np.zeros(w)
+        hi = None
+        if to_frame is not None:
+            scale = np.tile([to_frame.sx, to_frame.sy], pairs)
+            off = np.tile([to_frame.ox, to_frame.oy], pairs)
+            hi = np.array([to_frame.frame_w, to_frame.frame_h] * 2, np.float32)
+        # a trailing column: 0 in L and 1 in O, so that every row ends in the 1 that
+        # weighted_nms_rows wants
+        mul = np.ones((n, w + 1))
+        mul[:, :w] = np.tile(self.anchors[:, 2:4], pairs) * size / scale
+        add = np.ones((n, w + 1), np.float32)
+        add[:, :w] = (np.tile(self.anchors[:, 0:2], pairs) * size - off) / scale
+        lin = self._raw_matrix()
+        if np.all(mul == mul[0]):
+            return _Plan(to_frame, (lin * mul[0]).astype(np.float32), None, add, hi)
+        return _Plan(to_frame, lin.astype(np.float32), mul.astype(np.float32), add, hi)
+
+    def _raw_matrix(self) -> npt.NDArray[np.float64]:
+        """L: (num_coords, width + 1), raw values -> [x1, y1, x2, y2, kx, ky, ..., 0] in units
+        of the anchor size (MediaPipe's x_scale ... h_scale and the coordinate order)."""
+        lin = np.zeros((self.num_coords, self.width + 1))
         xs, ys, ws, hs = (float(v) for v in self.scale)
         order = (0, 1, 2, 3) if self.reverse else (1, 0, 3, 2)
         bx, by, bw, bh = (self.box_off + i for i in order)
@@ -207,54 +269,87 @@ class MediaPipeDecoder(Decoder):
             ky = self.kp_off + k * self.kp_vals + (1 if self.reverse else 0)
             lin[kx, 4 + 2 * k] = 1 / xs
             lin[ky, 5 + 2 * k] = 1 / ys
-        size = np.tile(self.size, w // 2)
-        anc = self.anchors
-        self._lin = lin
-        self._mul = (np.tile(anc[:, 2:4], w // 2) * size).astype(np.float32)
-        self._add = (np.tile(anc[:, 0:2], w // 2) * size).astype(np.float32)
+        return lin
 
     def decode(self, tensors: Sequence[npt.NDArray[np.float32]]) -> Detections:
-        raw = tensors[self._box_i][0]
+        return self._decode(tensors, self._plan)
+
+    def decode_mapped(
+        self, tensors: Sequence[npt.NDArray[np.float32]], to_frame: PixelMap
+    ) -> Detections:
+        if self._plan is None or self.box_from_kp is not None:
+            # exponential sizes are not linear; keypoint-derived boxes (a circle's radius)
+            # are computed in input pixels first, as MediaPipe does
+            return super().decode_mapped(tensors, to_frame)
+        plan = self._mapped
+        # one plan per frame size, made once (mappings are immutable: identity first)
+        if plan is None or (plan.key is not to_frame and plan.key != to_frame):
+            plan = self._mapped = self._linear_plan(to_frame)
+        return self._decode(tensors, plan)
+
+    def _decode(self, tensors: Sequence[npt.NDArray[np.float32]], plan: _Plan | None) -> Detections:
+        # every NumPy call here costs ~2-10 us with the caches cold after invoke(): ufuncs with
+        # out= and C methods (take, nonzero, argmax) rather than np.* wrappers, no temporaries
         logits = tensors[self._score_i][0, :, 0]
-        idx = np.flatnonzero(logits >= self.logit_thr)
-        if idx.size == 0:
-            return Detections.empty(self.num_kp, self.spec.labels)
-        scores: npt.NDArray[np.float32] = logits[idx]
+        np.greater_equal(logits, self.logit_thr, out=self._mask)
+        idx = self._mask.nonzero()[0]
+        n = idx.shape[0]
+        if not n:
+            return self._none
+        raw = tensors[self._box_i][0]
+        scores: npt.NDArray[np.float32] = logits.take(idx)
         if self.sigmoid:
-            if self.clip:
-                scores = np.clip(scores, -self.clip, self.clip)
-            scores = (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
-        if not self.exp_size:
-            return self._decode_linear(raw, idx, scores.astype(np.float32))
+            if self._clip_needed:
+                np.clip(scores, -self.clip, self.clip, out=scores)
+            np.negative(scores, out=scores)  # 1 / (1 + exp(-x)) in float32, as MediaPipe
+            np.exp(scores, out=scores)
+            np.add(scores, 1.0, out=scores)
+            np.divide(1.0, scores, out=scores)
+        if plan is None:
+            return self._decode_exp(raw, idx, scores)
+        rows = np.dot(raw.take(idx, 0), plan.lin)  # [x1, y1, x2, y2, k0x, k0y, ..., 1]
+        if plan.mul is not None:
+            np.multiply(rows, plan.mul.take(idx, 0), out=rows)
+        np.add(rows, plan.add.take(idx, 0), out=rows)
+        out, scores = weighted_nms_rows(
+            rows, scores, self._corners[:, :n], self.spec.iou_threshold, self.spec.max_detections
+        )
+        m = out.shape[0]
+        kps = out[:, 4:].reshape(m, self.num_kp, 2) if self.num_kp else None
+        boxes = out[:, :4]
+        if plan.hi is not None:  # in frame pixels: boxes clipped to the frame
+            np.minimum(boxes, plan.hi, out=boxes)
+            np.maximum(boxes, 0.0, out=boxes)
+        elif kps is not None and self.box_from_kp is not None:
+            boxes = self._person_boxes(kps)
+        return Detections(boxes, scores, self._zeros(m), kps, self.spec.labels)
+
+    def _decode_exp(
+        self,
+        raw: npt.NDArray[np.float32],
+        idx: npt.NDArray[np.intp],
+        scores: npt.NDArray[np.float32],
+    ) -> Detections:
         boxes, kps = self._boxes(raw[idx], self.anchors[idx])
         boxes, scores, kps = weighted_nms(
-            boxes, scores.astype(np.float32), kps, self.spec.iou_threshold, self.spec.max_detections
+            boxes, scores, kps, self.spec.iou_threshold, self.spec.max_detections
         )
         boxes *= np.tile(self.size, 2)
         if kps is not None:
             kps *= self.size
             if self.box_from_kp is not None:
                 boxes = self._person_boxes(kps)
-        return Detections(boxes, scores, np.zeros(len(scores), np.int32), kps, self.spec.labels)
+        return Detections(boxes, scores, self._zeros(len(scores)), kps, self.spec.labels)
 
-    def _decode_linear(
-        self,
-        raw: npt.NDArray[np.float32],
-        idx: npt.NDArray[np.intp],
-        scores: npt.NDArray[np.float32],
-    ) -> Detections:
-        rows = raw[idx] @ self._lin
-        rows *= self._mul[idx]
-        rows += self._add[idx]
-        rows, scores = weighted_nms_packed(
-            rows, scores, self.spec.iou_threshold, self.spec.max_detections
-        )
-        n = rows.shape[0]
-        kps = rows[:, 4:].reshape(n, self.num_kp, 2) if self.num_kp else None
-        boxes = rows[:, :4]
-        if kps is not None and self.box_from_kp is not None:
-            boxes = self._person_boxes(kps)
-        return Detections(boxes, scores, np.zeros(n, np.int32), kps, self.spec.labels)
+    def _zeros(self, n: int) -> npt.NDArray[np.int32]:
+        """Class ids (all 0) for ``n`` detections: one read-only array per count, made once."""
+        ids = self._class_ids.get(n)
+        if ids is None:
+            ids = np.zeros(n, np.int32)
+            ids.flags.writeable = False
+            if len(self._class_ids) < 64:
+                self._class_ids[n] = ids
+        return ids
 
     def _boxes(
         self, raw: npt.NDArray[np.float32], anc: npt.NDArray[np.float32]

@@ -96,6 +96,7 @@ class Runner:
         self._in_fn = self._it.tensor(self._in_idx)
         self._out_fns = [self._it.tensor(t.index) for t in self.outputs_info]
         self._deq = [self._dequant_plan(d) for d in self._it.get_output_details()]
+        self._all_float = all(p is None for p in self._deq)
 
     def _input_info(self) -> InputInfo:
         details = self._it.get_input_details()
@@ -143,6 +144,8 @@ class Runner:
     def outputs(self) -> list[npt.NDArray[np.float32]]:
         """Float32 outputs in interpreter order: views for float models, dequantized buffers for
         quantized ones. Valid until the next invoke; do not keep references."""
+        if self._all_float:
+            return [fn() for fn in self._out_fns]
         outs: list[npt.NDArray[np.float32]] = []
         for fn, plan in zip(self._out_fns, self._deq, strict=True):
             raw = fn()

@@ -3,13 +3,15 @@ against hand-computed cases and a line-by-line transliteration of MediaPipe's lo
 
 from __future__ import annotations
 
+import warnings
+
 import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.nms import greedy_nms, weighted_nms
+from edge.nms import greedy_nms, weighted_nms, weighted_nms_packed, weighted_nms_rows
 
 # ---------------------------------------------------------------- references (pure Python)
 
@@ -300,3 +302,105 @@ def test_weighted_properties(dets, thr: float) -> None:
     b4, s4, _ = weighted_nms(boxes * 4, scores, None, thr)
     np.testing.assert_allclose(b4, b * 4, rtol=1e-6, atol=1e-4)
     np.testing.assert_array_equal(s4, s)
+
+
+# ---------------------------------------------------------------- weighted: the hot path's cases
+
+
+def packed_rows(boxes: np.ndarray, kps: np.ndarray) -> np.ndarray:
+    """[x1, y1, x2, y2, k0x, k0y, ..., 1] float32, the layout weighted_nms_rows takes."""
+    n = boxes.shape[0]
+    flat = kps.reshape(n, kps.shape[1] * kps.shape[2])
+    return np.concatenate([boxes, flat, np.ones((n, 1))], axis=1).astype(np.float32)
+
+
+def run_rows(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, thr: float, max_det: int = -1):
+    rows = packed_rows(boxes, kps)
+    s = np.asarray(scores, np.float32).copy()
+    corners = np.full((2, len(s), 4), np.nan, np.float32)  # scratch: any content
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0/0, no overflow: the hot path stays silent
+        return weighted_nms_rows(rows, s, corners, thr, max_det)
+
+
+def test_rows_no_candidate_and_one_candidate() -> None:
+    out, s = run_rows(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 2, 2)), 0.3)
+    assert out.shape == (0, 8) and s.shape == (0,) and out.dtype == s.dtype == np.float32
+    # one candidate: its own cluster, returned exactly (also a zero-size or inverted box)
+    for box in ([1.5, 2.25, 30.125, 40.0], [5, 5, 5, 5], [9, 9, 1, 1]):
+        kps = np.array([[[3.0, 4.0], [7.5, 8.25]]])
+        rows = packed_rows(np.array([box], float), kps)
+        out, s = weighted_nms_rows(rows, np.array([0.7], np.float32), np.empty((2, 1, 4)), 0.3)
+        np.testing.assert_array_equal(out, rows[:, :-1])
+        assert s.tolist() == [np.float32(0.7)]
+        out[:] = -1  # a copy: the caller's buffers are not the result
+        assert rows[0, 0] == np.float32(box[0])
+
+
+def test_rows_one_cluster_takes_the_fast_path_and_matches_mediapipe() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        n = int(rng.integers(2, 12))
+        xy = rng.uniform(20, 80) + rng.normal(0, 0.8, size=(n, 2))  # one face, jittered anchors
+        boxes = np.concatenate([xy, xy + 30 + rng.normal(0, 0.8, size=(n, 2))], axis=1)
+        scores = rng.uniform(0.5, 1.0, n).astype(np.float32)
+        kps = rng.uniform(0, 100, size=(n, 2, 2))
+        out, s = run_rows(boxes, scores, kps, 0.3)
+        want = ref_weighted(boxes.tolist(), scores.tolist(), kps.tolist(), 0.3)
+        assert len(want) == 1 and out.shape == (1, 8)
+        np.testing.assert_allclose(out[0, :4], want[0][0], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(out[0, 4:], np.ravel(want[0][2]), rtol=1e-5, atol=1e-4)
+        assert s[0] == scores.max()
+
+
+def test_rows_several_clusters_lone_last_box_and_cap() -> None:
+    boxes = np.array(
+        [[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [51, 50, 61, 60], [90, 0, 99, 9]],
+        float,
+    )
+    scores = np.array([0.6, 0.9, 0.8, 0.5, 0.7], np.float32)
+    kps = np.zeros((5, 2, 2))
+    out, s = run_rows(boxes, scores, kps, 0.3)
+    np.testing.assert_allclose(s, [0.9, 0.8, 0.7])
+    np.testing.assert_allclose(out[0, :4], (0.6 * boxes[0] + 0.9 * boxes[1]) / 1.5, rtol=1e-6)
+    np.testing.assert_allclose(out[1, :4], (0.8 * boxes[2] + 0.5 * boxes[3]) / 1.3, rtol=1e-6)
+    np.testing.assert_array_equal(out[2, :4], boxes[4])  # the lone last box, as it is
+    for cap in (1, 2):
+        out_c, s_c = run_rows(boxes, scores, kps, 0.3, max_det=cap)
+        np.testing.assert_array_equal(out_c, out[:cap])
+        np.testing.assert_array_equal(s_c, s[:cap])
+
+
+def test_rows_ties_keep_input_order_and_zero_scores_keep_the_best_box() -> None:
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [40, 40, 50, 50]], float)
+    kps = np.arange(12, dtype=float).reshape(3, 2, 2)
+    # equal scores, far apart: the first one leads
+    far = np.array([[40, 40, 50, 50], [0, 0, 10, 10]], float)
+    out, _ = run_rows(far, [0.8, 0.8], kps[:2], 0.3)
+    np.testing.assert_array_equal(out[:, :4], far)
+    # a cluster whose scores sum to 0 (a zero threshold lets such candidates through): its
+    # best box, not MediaPipe's 0 / 0, and no warning
+    out, s = run_rows(boxes, [0.0, 0.0, 0.0], kps, 0.3)
+    np.testing.assert_array_equal(out[:, :4], boxes[[0, 2]])
+    np.testing.assert_array_equal(out[:, 4:], kps[[0, 2]].reshape(2, 4))
+    assert s.tolist() == [0.0, 0.0]
+
+
+def test_rows_nan_boxes_never_join_a_cluster() -> None:
+    boxes = np.array([[0, 0, 10, 10], [np.nan, 0, 10, 10], [1, 1, 11, 11]], float)
+    out, s = run_rows(boxes, [0.9, 0.8, 0.7], np.zeros((3, 1, 2)), 0.3)
+    assert s.tolist() == [np.float32(0.9), np.float32(0.8)]
+    np.testing.assert_allclose(out[0, :4], (0.9 * boxes[0] + 0.7 * boxes[2]) / 1.6, rtol=1e-6)
+    assert np.isnan(out[1, 0])  # emitted as it is, and the loop ends there (IoU 0 with itself)
+
+
+def test_packed_leaves_its_inputs_alone() -> None:
+    rng = np.random.default_rng(2)
+    packed = rng.uniform(0, 50, size=(9, 6)).astype(np.float32)
+    packed[:, 2:4] = packed[:, :2] + 20
+    scores = rng.uniform(0.5, 1, 9).astype(np.float32)
+    p0, s0 = packed.copy(), scores.copy()
+    out, s = weighted_nms_packed(packed, scores, 0.3)
+    np.testing.assert_array_equal(packed, p0)
+    np.testing.assert_array_equal(scores, s0)
+    assert out.shape[1] == 6 and out.dtype == np.float32 and len(s) == len(out)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import edge.preprocess as pre_mod
 from edge.preprocess import (
     Preprocessor,
     Transform,
@@ -126,3 +127,60 @@ def test_to_bgr8_accepts_every_layout(img: np.ndarray) -> None:
     out = to_bgr8(img)
     assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
     assert out.shape[:2] == img.shape[:2]
+
+
+def reference_input(img: np.ndarray, size: int, norm: str, rgb: bool, gray: bool) -> np.ndarray:
+    """What the preprocessor must write: one full-size 3-channel warp (MediaPipe's sampling),
+    the colour conversion, then ``px * a + b`` in float32."""
+    t = Transform.fit(img.shape[1], img.shape[0], size, size, "letterbox")
+    warped = cv2.warpAffine(img, t.matrix(), (size, size), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if gray:
+        warped = cv2.cvtColor(warped, cv2.COLOR_BGR2GRAY)[..., None]
+    elif rgb:
+        warped = cv2.cvtColor(warped, cv2.COLOR_BGR2RGB)
+    a, b = pre_mod.NORMALISATIONS[norm]
+    return warped.astype(np.float32) * np.float32(a) + np.float32(b)
+
+
+@pytest.mark.parametrize("widen", [0, 1000])
+@pytest.mark.parametrize(("rgb", "gray"), [(True, False), (False, False), (True, True)])
+def test_band_and_widened_warp_give_the_full_warps_bytes(
+    widen: int, rgb: bool, gray: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 320x240 is the benchmark's frame (a band of rows, 4-channel warp); the others pad by
+    # non-dyadic amounts, where the band may fall back to every row: the bytes never change
+    monkeypatch.setattr(pre_mod, "WIDEN_MAX_PIXEL_RATIO", widen)
+    rng = np.random.default_rng(9)
+    for w, h, size in ((320, 240, 128), (180, 132, 128), (333, 517, 192), (97, 53, 224)):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        pre = Preprocessor(size, size, 1 if gray else 3, np.dtype(np.float32), "[-1,1]", rgb=rgb)
+        dst = np.full((size, size, 1 if gray else 3), np.nan, np.float32)  # pads must be written
+        for _ in range(2):  # the second frame reuses the plan and buffers
+            pre(img, dst)
+            np.testing.assert_array_equal(dst, reference_input(img, size, "[-1,1]", rgb, gray))
+        f = pre._fit(w, h)
+        assert (f.wide is not None) == bool(widen)
+        if (w, h) == (320, 240):
+            assert (f.r0, f.r1) == (15, 114)  # the frame reaches rows 16..111 of 128
+
+
+def test_band_falls_back_to_every_row_when_opencv_rounds_a_shifted_matrix_differently(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pre_mod, "_same_warp", lambda *a: False)
+    img = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    pre = Preprocessor(128, 128, 3, np.dtype(np.float32), "[0,1]")
+    dst = np.full((128, 128, 3), np.nan, np.float32)
+    pre(img, dst)
+    assert (pre._fit(320, 240).r0, pre._fit(320, 240).r1) == (0, 128)
+    np.testing.assert_array_equal(dst, reference_input(img, 128, "[0,1]", True, False))
+
+
+def test_quantized_band_pads_with_quantized_black() -> None:
+    img = np.full((240, 320, 3), 255, np.uint8)
+    pre = Preprocessor(128, 128, 3, np.dtype(np.uint8), "[-1,1]", quant=(1 / 128, 128))
+    dst = np.full((128, 128, 3), 7, np.uint8)
+    pre(img, dst)
+    assert np.all(dst[:16] == 0) and np.all(dst[112:] == 0)  # -1.0 quantizes to 0
+    assert np.all(dst[20:100] == 255)  # 1.0 quantizes to 256, clipped
