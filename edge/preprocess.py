@@ -211,7 +211,6 @@ class _Fit:
     warped: Image
     px: Image
     wide: Image | None
-    quantize: npt.NDArray[np.float32] | None  # float scratch of quantized models
 
 
 class Preprocessor:
@@ -220,8 +219,13 @@ class Preprocessor:
 
     Per frame (colour float model, 4:3 frame): BGR->BGRA over the frame, one warp into the
     rows of the tensor the frame reaches, one cvtColor to the model's channel order, then
-    ``float(px) * alpha + beta`` in three in-place passes (a cast copy then two float32
-    passes: faster than NumPy's mixed-type multiply, bit-identical), and the pad rows filled."""
+    the normalisation as one ``cv2.LUT`` pass: a uint8 pixel has 256 values, so
+    ``float32(px) * alpha + beta`` (and, for quantized models, its rounding and clamping) is
+    computed once per value at start-up, by the same arithmetic, and looked up per pixel
+    (bit-identical, a third of three NumPy passes). With ``keep_pad`` (the detector, whose
+    ``dst`` is always the same interpreter input tensor, which the interpreter never writes and
+    never moves: the runner allocates once) the letterbox's pad rows are written once per
+    band, not per frame."""
 
     def __init__(
         self,
@@ -258,7 +262,14 @@ class Preprocessor:
         black = np.zeros((1, 1, channels), self.dtype)
         self._normalise(np.zeros((1, 1, channels), np.uint8), black)
         self._pad = black.reshape(-1)[0]
+        # the normalisation of every uint8 value, by the reference arithmetic
+        self._lut = np.zeros((1, 256, 1), self.dtype)
+        self._normalise(np.arange(256, dtype=np.uint8).reshape(1, 256, 1), self._lut)
+        self._lut = self._lut.reshape(256)
+        self._copy = self.identity and self.dtype == np.uint8  # the table is the identity
         self._fitted: _Fit | None = None
+        # the band (r0, r1) whose pad rows the keep_pad buffer holds
+        self._padded: tuple[int, int] | None = None
 
     def transform_for(self, w: int, h: int) -> Transform:
         return self._fit(w, h).t
@@ -290,14 +301,12 @@ class Preprocessor:
         ch = 4 if wide is not None else 3
         warped = np.zeros((r1 - r0, self.in_w, ch), np.uint8)
         px = np.zeros((r1 - r0, self.in_w) + ((3,) if self.channels == 3 else ()), np.uint8)
-        quantize = None
-        if self.quantized:
-            quantize = np.zeros((r1 - r0, self.in_w, self.channels), np.float32)
-        return _Fit(w, h, t, r0, r1, m, warped, px, wide, quantize)
+        return _Fit(w, h, t, r0, r1, m, warped, px, wide)
 
-    def __call__(self, image: Image, dst: npt.NDArray[Any]) -> Transform:
+    def __call__(self, image: Image, dst: npt.NDArray[Any], keep_pad: bool = False) -> Transform:
         """Warp ``image`` (BGR uint8, see :func:`model_image`) into ``dst`` (the model input
-        view, (H, W, C))."""
+        view, (H, W, C)). ``keep_pad``: ``dst`` is the buffer of every earlier ``keep_pad`` call
+        and nothing else writes it, so pad rows written before still hold the pad value."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or not image.size:
             # warpAffine would write a new array of the image's own layout and leave the
             # scratch holding the previous frame: the model would see that frame again
@@ -319,16 +328,26 @@ class Preprocessor:
         if self.channels == 1:
             px = px[..., None]
         if f.r1 - f.r0 == self.in_h:
-            self._normalise(px, dst, f.quantize)
+            self._lookup(px, dst)
             return f.t
-        self._normalise(px, dst[f.r0 : f.r1], f.quantize)
+        self._lookup(px, dst[f.r0 : f.r1])
+        if keep_pad:
+            # (not keyed on dst's address: reading it costs more than the two fills)
+            if self._padded == (f.r0, f.r1):
+                return f.t
+            self._padded = (f.r0, f.r1)  # a new band: its pad rows, once
         dst[: f.r0].fill(self._pad)  # ndarray.fill: a C method, cheaper than a setitem
         dst[f.r1 :].fill(self._pad)
         return f.t
 
-    def _normalise(
-        self, px: Image, dst: npt.NDArray[Any], scratch: npt.NDArray[np.float32] | None = None
-    ) -> None:
+    def _lookup(self, px: Image, dst: npt.NDArray[Any]) -> None:
+        if self._copy:
+            np.copyto(dst, px)
+        else:
+            cv2.LUT(px, self._lut, dst=dst)
+
+    def _normalise(self, px: Image, dst: npt.NDArray[Any]) -> None:
+        """The reference arithmetic (start-up only: it fills the lookup table)."""
         if not self.quantized:
             np.copyto(dst, px, casting="unsafe")  # exact: every uint8 is a float32
             if not self.unit:
@@ -337,7 +356,7 @@ class Preprocessor:
         elif self.identity and self.dtype == np.uint8:
             np.copyto(dst, px)
         else:
-            f = np.empty(px.shape, np.float32) if scratch is None else scratch.reshape(px.shape)
+            f = np.empty(px.shape, np.float32)
             np.multiply(px, self.alpha, out=f, casting="unsafe")
             np.add(f, self.beta, out=f)
             np.rint(f, out=f)

@@ -43,3 +43,21 @@ def test_jpeg_and_lores_paths_agree_with_the_full_image(megamind_pngs: list[Path
     for other in (via_jpeg, via_lores):
         # the same face, within a few percent of its size of the full-resolution answer
         np.testing.assert_allclose(other, full, atol=0.05 * (full[2] - full[0]))
+
+
+def test_the_interpreter_leaves_the_pad_rows_of_its_input_alone(megamind_pngs: list[Path]) -> None:
+    # the detector writes the letterbox's pad rows once (keep_pad): that holds only because
+    # invoke() never writes its input tensor; checked here on the real model and runtime
+    det = load_detector(ModelConfig(name="face"))
+    img = cv2.resize(read_image(str(megamind_pngs[2])), (320, 240), interpolation=cv2.INTER_AREA)
+    first = None
+    for _ in range(3):
+        t = det.preprocess(img)
+        det.infer()
+        view = det.runner.input_view()
+        band = det.pre._fit(320, 240)
+        assert band.r0 > 0 and np.all(view[: band.r0] == -1.0) and np.all(view[band.r1 :] == -1.0)
+        del view
+        d = det.postprocess(t)
+        first = d.boxes.copy() if first is None else first
+        np.testing.assert_array_equal(d.boxes, first)

@@ -184,3 +184,38 @@ def test_quantized_band_pads_with_quantized_black() -> None:
     pre(img, dst)
     assert np.all(dst[:16] == 0) and np.all(dst[112:] == 0)  # -1.0 quantizes to 0
     assert np.all(dst[20:100] == 255)  # 1.0 quantizes to 256, clipped
+
+
+def test_keep_pad_writes_pad_rows_once_per_band() -> None:
+    rng = np.random.default_rng(5)
+    pre = Preprocessor(128, 128, 3, np.dtype(np.float32), "[-1,1]")
+    dst = np.full((128, 128, 3), np.nan, np.float32)
+    wide = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    pre(wide, dst, keep_pad=True)
+    np.testing.assert_array_equal(dst, reference_input(wide, 128, "[-1,1]", True, False))
+    dst[:10] = 5.0  # a pad row changed behind its back: with keep_pad it is not rewritten
+    pre(wide, dst, keep_pad=True)
+    assert np.all(dst[:10] == 5.0)
+    pre(wide, dst)  # without keep_pad: every call writes them
+    np.testing.assert_array_equal(dst, reference_input(wide, 128, "[-1,1]", True, False))
+    # another band (a different aspect) in the same buffer, then back: pads rewritten each time
+    tall = rng.integers(0, 256, (200, 320, 3), dtype=np.uint8)
+    for img in (tall, wide):
+        dst[:] = np.nan
+        pre(img, dst, keep_pad=True)
+        pre(img, dst, keep_pad=True)
+        np.testing.assert_array_equal(dst, reference_input(img, 128, "[-1,1]", True, False))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "quant"),
+    [(np.float32, (0.0, 0)), (np.uint8, (1 / 128, 128)), (np.int8, (1 / 128, 0))],
+)
+def test_lookup_table_equals_the_reference_arithmetic_for_every_value(dtype, quant) -> None:  # type: ignore[no-untyped-def]
+    pre = Preprocessor(16, 16, 3, np.dtype(dtype), "[-1,1]", quant=quant)
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    want = np.zeros((16, 16, 3), dtype)
+    pre._normalise(values, want)
+    got = np.zeros((16, 16, 3), dtype)
+    pre._lookup(values, got)
+    np.testing.assert_array_equal(got, want)
