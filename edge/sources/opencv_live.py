@@ -170,13 +170,22 @@ class LiveCapture:
             if not ok or data is None or data.size == 0:
                 failures += 1
                 if failures >= _LOST_AFTER:
-                    self._fail(SourceError(f"{failures} reads in a row failed (stream ended?)"))
+                    self._fail(self._lost_error(failures, now))
                     return
                 continue
             if failures:
                 self._count_corrupt(failures, "undecodable frame (failed read)")
                 failures = 0
             self._deliver(cap, cast(Image, data), now)
+
+    def _lost_error(self, failures: int, now: int) -> SourceError:
+        """Why the reads failed. FFmpeg's own read timeout (set to ``stall_timeout_s``) ends
+        a stalled stream's read with a failure, as a closed stream does: told apart by how
+        long nothing came (a closed stream fails at once)."""
+        silent_s = (now - self._last_ns) / 1e9
+        if silent_s >= 0.5 * self._opts.stall_timeout_s:
+            return SourceError(f"no frame after {silent_s:.1f} s (stalled: the backend timed out)")
+        return SourceError(f"{failures} reads in a row failed (stream ended?)")
 
     def _deliver(self, cap: cv2.VideoCapture, data: Image, now: int) -> None:
         t_ns = self._timestamp(cap, now)
