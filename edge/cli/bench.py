@@ -10,7 +10,8 @@ pipeline around the model costs (thread hand-offs, cache effects, a busy second 
 ``process-all`` (every frame goes through the stages; nothing is live, so nothing is stale).
 ``--json`` prints one object: ``frames`` {captured, processed, dropped, missed, ...},
 ``latency_ms`` {p50, p95, p99, max} capture to result, ``stages_ms`` {stage: {p50, p95, p99,
-max}}, ``invoke_floor_ms`` {p50, p99, min, count}, and the rest of the run summary.
+max}}, ``invoke_floor_ms`` {p50, p99, min, max, count, over_budget} (``over_budget``: bare
+invokes that alone took longer than the budget), and the rest of the run summary.
 """
 
 from __future__ import annotations

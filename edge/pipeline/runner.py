@@ -293,16 +293,22 @@ def apply_opencv_threads(n: int) -> None:
         cv2.setNumThreads(n)
 
 
-def invoke_floor(detector: Any, n: int) -> dict[str, float]:
-    """``n`` bare ``invoke`` calls on the current input: {p50, p99, min, count} in ms."""
+def invoke_floor(detector: Any, n: int, budget_ms: float | None = None) -> dict[str, float]:
+    """``n`` bare ``invoke`` calls on the current input, back to back: {p50, p99, min, max,
+    count} in ms, and with ``budget_ms`` ``over_budget``: how many of them alone took longer
+    than the frame budget (what no pipeline can make up for)."""
     samples = np.array([detector.bare_invoke_ns() for _ in range(n)], np.float64) / 1e6
     p50, p99 = np.percentile(samples, [50, 99])
-    return {
+    out = {
         "p50": round(float(p50), 3),
         "p99": round(float(p99), 3),
         "min": round(float(samples.min()), 3),
+        "max": round(float(samples.max()), 3),
         "count": float(n),
     }
+    if budget_ms is not None:
+        out["over_budget"] = float(np.count_nonzero(samples > budget_ms))
+    return out
 
 
 def run(
@@ -366,7 +372,7 @@ def run(
         source.close()
         notifier.close()
     if floor_invokes > 0:
-        summary = summary.with_floor(invoke_floor(detector, floor_invokes))
+        summary = summary.with_floor(invoke_floor(detector, floor_invokes, summary.budget_ms))
     return summary
 
 

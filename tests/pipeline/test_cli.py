@@ -115,7 +115,8 @@ def test_bench_json(samples_dir: Path, tmp_path: Path) -> None:
     assert {"p50", "p99"} <= set(d["stages_ms"]["infer"])
     assert d["invoke_floor_ms"]["count"] == 5
     floor = d["invoke_floor_ms"]  # timed, so only its shape is checked: no timing relations
-    assert 0 < floor["min"] <= floor["p50"] <= floor["p99"]
+    assert 0 < floor["min"] <= floor["p50"] <= floor["p99"] <= floor["max"]
+    assert 0 <= floor["over_budget"] <= 5 and floor["over_budget"] == int(floor["over_budget"])
 
 
 def test_bad_flags_are_config_errors(tmp_path: Path) -> None:
