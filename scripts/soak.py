@@ -74,6 +74,7 @@ class Sample:
     pings_total: int  # WATCHDOG=1 received since the start (they stop if frames stop)
     every: int = -1  # degradation: inference on every k-th frame (-1: not known)
     shed: int = -1  # frames shed so far (no inference, last boxes reused)
+    steal_pct: float = -1.0  # host CPU time stolen by the hypervisor this interval (-1: unknown)
 
 
 class Listener:
@@ -130,6 +131,13 @@ def proc_sample(pid: int) -> dict[str, Any]:
         "cpu_s": (int(stat[11]) + int(stat[12])) / CLK_TCK,  # utime + stime
         "load1": os.getloadavg()[0],
     }
+
+
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs from /proc/stat: on a shared VM, the time the
+    hypervisor gave to other guests, which no process here can see or avoid."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
 def children_of(pid: int) -> list[int]:
@@ -196,8 +204,17 @@ def start_child(
     return subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=REPO)
 
 
-def sample(pid: int, port: int, listener: Listener, minute: float, prev: Sample | None) -> Sample:
+def sample(
+    pid: int,
+    port: int,
+    listener: Listener,
+    minute: float,
+    prev: Sample | None,
+    steal: tuple[tuple[int, int], tuple[int, int]],
+) -> Sample:
     p = proc_sample(pid)
+    (s0, t0), (s1, t1) = steal
+    steal_pct = round(100.0 * (s1 - s0) / (t1 - t0), 2) if t1 > t0 else -1.0
     api = api_stats(port)
     every = int(api.get("every", -1))
     shed = int(api["frames"].get("shed", 0)) if "frames" in api else -1
@@ -224,6 +241,7 @@ def sample(pid: int, port: int, listener: Listener, minute: float, prev: Sample 
         pings,
         every,
         shed,
+        steal_pct,
     )
 
 
@@ -238,6 +256,13 @@ def verdict(samples: list[Sample], warmup_min: float) -> dict[str, Any]:
     p99 = np.array([s.p99_ms for s in after if np.isfinite(s.p99_ms)])
     med = float(np.median(p99)) if p99.size else float("nan")
     spread = float(max(p99.max() - med, med - p99.min()) / med) if p99.size else float("nan")
+    # drift, which the spread cannot tell from noise: the least-squares slope of p99 over
+    # time, as % of the median per 10 minutes (a slowing pipeline shows a steady slope)
+    mins = np.array([s.minute for s in after if np.isfinite(s.p99_ms)])
+    trend = float("nan")
+    if p99.size >= 3 and np.ptp(mins) > 0:
+        trend = float(np.polyfit(mins, p99, 1)[0]) * 10 / med
+    steal = [s.steal_pct for s in after if s.steal_pct >= 0]
     checks = {
         "rss_growth_mb": (round(rss_growth_mb, 3), rss_growth_mb <= 2.0),
         "fd_growth": (fd_growth, fd_growth <= 0),
@@ -247,6 +272,8 @@ def verdict(samples: list[Sample], warmup_min: float) -> dict[str, Any]:
     return {
         "warmup_min": warmup_min,
         "p99_median_ms": round(med, 3),
+        "p99_trend_pct_per_10min": round(100 * trend, 2),
+        "steal_pct": [min(steal), max(steal)] if steal else None,
         **{k: {"value": v, "ok": bool(ok)} for k, (v, ok) in checks.items()},
         "ok": all(ok for _, ok in checks.values()),
     }
@@ -321,12 +348,16 @@ def soak(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         n = max(1, round(args.minutes * 60 / args.interval_s))
         wake = threading.Event()  # never set: a timed wait on the schedule, not a sync
+        times = cpu_times()
         for k in range(1, n + 1):
             wake.wait(max(0.0, t0 + k * args.interval_s - time.monotonic()))
             if child.poll() is not None:
                 raise RuntimeError(f"edge run exited early ({child.returncode}); see {work}")
             prev = samples[-1] if samples else None
-            s = sample(child.pid, port, listener, (time.monotonic() - t0) / 60, prev)
+            now_times = cpu_times()
+            minute = (time.monotonic() - t0) / 60
+            s = sample(child.pid, port, listener, minute, prev, (times, now_times))
+            times = now_times
             samples.append(s)
             sys.stderr.write(json.dumps(asdict(s)) + "\n")
             save(Path(args.out), args.name, samples, meta)
@@ -393,6 +424,11 @@ def draw(samples: list[Sample], path: Path, title: str) -> None:
         ("CPU % of one core (blue); host load x100 (grey)",
          [(cpu, BLUE), ([100 * s.load1 for s in samples], GREY)]),
     ]  # fmt: skip
+    steal = [s.steal_pct if s.steal_pct >= 0 else float("nan") for s in samples]
+    if any(np.isfinite(steal)):  # runs before steal sampling have none
+        panels.append(
+            ("host CPU steal % (time the hypervisor gave to other guests)", [(steal, GREY)])
+        )
     if any(np.isfinite(every)):  # runs before --http sampling have no mode
         panels.append(("degradation: inference on every k-th frame", [(every, RED)]))
     plot(panels, xs, path, title)

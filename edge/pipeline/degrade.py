@@ -5,10 +5,16 @@ ran inference or were skipped as stale; shed frames on time do not break the run
 runs inference on every k-th frame only (k = 2, then 4, ... up to ``max_every``); the frames
 in between skip decode, preprocess, inference and postprocess and reuse the last detections,
 marked stale, so the video keeps its rate and the boxes lag a little instead of every frame
-being late. It steps back (k halves) when the last ``recover_frames`` inferred frames all made
-their deadline with a p95 capture-to-result latency under ``recover_ratio`` x budget: the
-latency must show real headroom before inference is added back, and the window starts over
-after every change, so the mode cannot flap frame to frame.
+being late. Misses that come one at a time never make such a run, however many there are, so
+it also steps down when more than ``max_miss_rate`` of the last ``rate_window`` frames held to
+a deadline missed (a ring of one byte per frame, a running count: O(1) per frame).
+
+It steps back (k halves) when the last ``recover_frames`` inferred frames all made their
+deadline with a p95 capture-to-result latency under ``recover_ratio`` x budget, and the miss
+rate since the last change is under half of ``max_miss_rate`` (a step up about doubles the
+rate, so this is what keeps it under the maximum): the latency must show real headroom before
+inference is added back, and both windows start over after every change, so the mode cannot
+flap frame to frame.
 
 Every change is logged with its reason and returned to the caller, which counts it.
 """
@@ -55,6 +61,14 @@ class Degrader:
         self._phase = 0
         self._window: deque[int] = deque(maxlen=cfg.recover_frames)
         self._headroom_ns = int(cfg.recover_ratio * budget_ns)
+        # the miss-rate window: 1 per missed frame, the last rate_window frames held
+        self._rate_on = cfg.max_miss_rate > 0
+        self._ring = bytearray(cfg.rate_window)
+        self._ring_zero = bytes(cfg.rate_window)
+        self._ring_i = 0
+        self._held = 0  # frames in the ring since the last change (<= rate_window)
+        self._missed = 0  # of which missed
+        self._max_missed = cfg.max_miss_rate * cfg.rate_window
 
     @property
     def enabled(self) -> bool:
@@ -74,12 +88,23 @@ class Degrader:
         """Account for one frame held to a deadline; a :class:`ModeChange` when k changes."""
         if not self.enabled:
             return None
+        if self._rate_on:
+            self._count(missed)
         if missed:
             self._consecutive += 1
             self._window.clear()
-            if self._consecutive >= self.cfg.after_misses and self.every < self.cfg.max_every:
+            if self.every >= self.cfg.max_every:
+                return None
+            if self._consecutive >= self.cfg.after_misses:
                 reason = f"{self._consecutive} deadline misses in a row (shed frames aside)"
                 return self._change(min(self.every * 2, self.cfg.max_every), reason)
+            if self._rate_on and self._held == self.cfg.rate_window:
+                if self._missed > self._max_missed:
+                    reason = (
+                        f"{self._missed} of the last {self._held} frames missed "
+                        f"(> {self.cfg.max_miss_rate:.1%})"
+                    )
+                    return self._change(min(self.every * 2, self.cfg.max_every), reason)
             return None
         if not inferred:
             return None  # a shed frame on time says nothing about the model's headroom
@@ -89,6 +114,8 @@ class Degrader:
         self._window.append(latency_ns)
         if len(self._window) < self.cfg.recover_frames:
             return None
+        if self._rate_on and 2 * self._missed > self.cfg.max_miss_rate * self._held:
+            return None  # stepping up would about double a rate already near the maximum
         tail = p95(self._window)
         if tail >= self._headroom_ns:
             return None
@@ -98,10 +125,20 @@ class Degrader:
         )
         return self._change(self.every // 2, reason)
 
+    def _count(self, missed: bool) -> None:
+        i = self._ring_i
+        self._missed += missed - self._ring[i]
+        self._ring[i] = missed
+        self._ring_i = i + 1 if i + 1 < len(self._ring) else 0
+        if self._held < len(self._ring):
+            self._held += 1
+
     def _change(self, every: int, reason: str) -> ModeChange:
         change = ModeChange(self.every, every, reason)
         self.every, self._phase, self._consecutive = every, 0, 0
         self._window.clear()
+        self._ring[:] = self._ring_zero  # the rate of the new mode starts from nothing
+        self._ring_i = self._held = self._missed = 0
         self.changes += 1
         verb = "shedding load" if change.down else "stepping back up"
         log.warning(

@@ -72,6 +72,11 @@ class DegradeConfig:
                     ``recover_frames`` inferred frames is below this fraction of the budget
                     and none of them missed
     recover_frames  how many inferred frames that must hold before each step up
+    max_miss_rate   also step down when more than this fraction of the last ``rate_window``
+                    frames missed, in a row or not (isolated misses never make a run of
+                    ``after_misses``); and step up only while the rate since the last change
+                    is under half of it (one step up about doubles it). 0: misses in a row only
+    rate_window     frames held to a deadline that the miss rate is taken over (10 s at 30 fps)
     """
 
     policy: str = "every-k"
@@ -79,6 +84,8 @@ class DegradeConfig:
     max_every: int = 8
     recover_ratio: float = 0.8
     recover_frames: int = 30
+    max_miss_rate: float = 0.01
+    rate_window: int = 300
 
     def __post_init__(self) -> None:
         check_choice("degrade.policy", self.policy, DEGRADE_POLICIES)
@@ -86,6 +93,8 @@ class DegradeConfig:
         check_range("degrade.max_every", self.max_every, 1, 1024)
         check_range("degrade.recover_ratio", self.recover_ratio, 0.01, 1.0)
         check_range("degrade.recover_frames", self.recover_frames, 1, 100_000)
+        check_range("degrade.max_miss_rate", self.max_miss_rate, 0.0, 1.0)
+        check_range("degrade.rate_window", self.rate_window, 10, 1_000_000)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,70 @@ def test_steps_up_only_with_headroom_for_a_whole_window() -> None:
     assert "p95 latency 10.0 ms" in up.reason
 
 
+def test_isolated_misses_step_down_once_the_rate_window_is_over_the_maximum() -> None:
+    # 1 miss in 50 frames (2 %) never makes 3 in a row; over a full window of 100 frames it
+    # is more than max_miss_rate (1 %): shed. (recover_frames is out of reach: no step up.)
+    cfg = DegradeConfig(
+        after_misses=3, max_every=8, recover_frames=10_000, max_miss_rate=0.01, rate_window=100
+    )
+    d = Degrader(cfg, BUDGET)
+    changes = []
+    for i in range(400):
+        missed = i % 50 == 49
+        latency = 40 * MS if missed else 10 * MS
+        changes.append(d.observe(missed=missed, inferred=True, latency_ns=latency))
+    made = [(i, c) for i, c in enumerate(changes) if c is not None]
+    # the window is full at frame 99 (misses at 49 and 99: 2 > 1): down at once; the rate
+    # then starts over with the new mode, full again at 199 (misses 149, 199), and so on
+    assert [i for i, _ in made] == [99, 199, 299]
+    assert [c.new_every for _, c in made] == [2, 4, 8]
+    assert "2 of the last 100 frames missed (> 1.0%)" in made[0][1].reason
+    assert d.every == 8  # at max_every: misses change nothing more
+
+
+def test_the_rate_window_counts_every_held_frame_and_forgets_old_misses() -> None:
+    cfg = DegradeConfig(after_misses=5, max_miss_rate=0.02, rate_window=50)  # > 1 miss in 50
+    d = Degrader(cfg, BUDGET)
+    for i in range(500):  # 1 miss in every 50 frames: never 2 inside one window
+        assert d.observe(missed=i % 50 == 0, inferred=True, latency_ns=10 * MS) is None
+    assert d.every == 1
+    assert d.observe(missed=True, inferred=True, latency_ns=40 * MS) is None  # 1 in the last 50
+    for _ in range(10):  # shed frames on time count as held frames
+        d.observe(missed=False, inferred=False, latency_ns=1 * MS)
+    change = d.observe(missed=True, inferred=True, latency_ns=40 * MS)  # 2 in the last 50
+    assert change is not None and change.new_every == 2
+    assert "2 of the last 50 frames missed" in change.reason
+
+
+@pytest.mark.parametrize(("rate", "up_after"), [(0.1, 15), (0.0, 5)])
+def test_no_step_up_while_the_rate_since_the_change_would_double_past_the_maximum(
+    rate: float, up_after: int
+) -> None:
+    cfg = DegradeConfig(
+        after_misses=3, recover_ratio=0.8, recover_frames=5, max_miss_rate=rate, rate_window=20
+    )
+    d = Degrader(cfg, BUDGET)
+    for _ in range(3):
+        d.observe(missed=True, inferred=True, latency_ns=40 * MS)
+    assert d.every == 2  # the change window starts here
+    for _ in range(4):
+        assert d.observe(missed=False, inferred=True, latency_ns=10 * MS) is None
+    assert d.observe(missed=True, inferred=True, latency_ns=40 * MS) is None  # 1 of 5 frames
+    ups = [d.observe(missed=False, inferred=True, latency_ns=10 * MS) for _ in range(30)]
+    first = next(i for i, c in enumerate(ups) if c is not None) + 1
+    # 5 frames with headroom suffice without a rate (0.0); with one, 1 miss needs
+    # 2 x 1 <= 10 % of the frames since the change: 20 frames, the 15th after the miss
+    assert first == up_after
+    assert ups[first - 1] is not None and ups[first - 1].new_every == 1
+
+
+def test_a_zero_max_miss_rate_reacts_to_misses_in_a_row_only() -> None:
+    d = Degrader(DegradeConfig(after_misses=3, max_miss_rate=0.0, rate_window=10), BUDGET)
+    for i in range(500):
+        d.observe(missed=i % 2 == 0, inferred=True, latency_ns=10 * MS)  # 50 %, never 2 in a row
+    assert d.every == 1
+
+
 def test_off_never_changes() -> None:
     d = Degrader(DegradeConfig(policy="off", after_misses=1), BUDGET)
     for _ in range(10):
@@ -71,6 +135,10 @@ def test_config_is_validated() -> None:
         DegradeConfig(policy="sometimes")
     with pytest.raises(ConfigError, match="degrade.recover_ratio"):
         DegradeConfig(recover_ratio=2.0)
+    with pytest.raises(ConfigError, match="degrade.max_miss_rate"):
+        DegradeConfig(max_miss_rate=1.5)
+    with pytest.raises(ConfigError, match="degrade.rate_window"):
+        DegradeConfig(rate_window=3)
 
 
 @pytest.fixture
