@@ -8,6 +8,10 @@ Three runs of `edge bench` on the same clip and model, one after the other in on
            the run's own counters
 Prints one table of frames, misses, miss rate and latency percentiles, and the checks.
 
+``--paced N`` adds a probe without the pipeline: N bare invokes of the model on one frame of
+the clip, one per frame period (sleeping to the next tick in between, as a paced camera leaves
+the worker idle), so the model's own tail at 30 fps can be told apart from the pipeline's.
+
     .venv/bin/python scripts/bench_deadline.py --frames 3000
 """
 
@@ -47,6 +51,35 @@ def bench(args: argparse.Namespace, log: Path, extra: list[str], cpu: int | None
     # steal: time the hypervisor gave this VM's CPUs to someone else (0 on bare metal)
     res["steal_pct"] = round(100 * d[7] / max(1, sum(d)), 2)
     return res
+
+
+def paced_invokes(args: argparse.Namespace, n: int) -> dict:
+    """``n`` bare invokes, one per frame period: {p50, p99, max, over_budget, n} in ms."""
+    import time
+
+    import cv2
+    import numpy as np
+
+    from edge.config import ModelConfig
+    from edge.detector import load_detector
+
+    det = load_detector(ModelConfig(name=args.model, threads=args.threads))
+    ok, img = cv2.VideoCapture(args.source).read()
+    if not ok:
+        sys.exit(f"cannot read a frame of {args.source}")
+    det.preprocess(img)
+    period = 1.0 / args.fps
+    out = np.zeros(n)
+    tick = time.monotonic()
+    for i in range(n):
+        tick += period
+        time.sleep(max(0.0, tick - time.monotonic()))  # pacing, as a camera's frame period
+        out[i] = det.bare_invoke_ns() / 1e6
+    budget = 1000.0 / args.fps
+    p50, p99 = np.percentile(out, [50, 99])
+    return {"n": n, "p50": float(p50), "p99": float(p99), "max": float(out.max()),
+            "over_budget": int(np.count_nonzero(out > budget)),
+            "over_half": int(np.count_nonzero(out > budget / 2))}
 
 
 def misses(log: Path) -> dict:
@@ -96,6 +129,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="interpreter threads (1)")
     ap.add_argument("--floor-invokes", type=int, default=300,
                     help="bare invokes timed after each run, for the floor columns (300)")
+    ap.add_argument("--paced", type=int, default=0, metavar="N",
+                    help="also N bare invokes paced at --fps, without the pipeline (0: none)")
     a = ap.parse_args()
     a.source = str(Path(a.source).resolve())
     budget = 1000.0 / a.fps
@@ -128,6 +163,25 @@ def main() -> int:
           f"{t['missed']} {by_cause_run}: {'AGREE' if agree else 'DIFFER'}")
     for text, ok in checks(out, budget, agree):
         print(f"  {'met    ' if ok else 'NOT MET'}  {text}")
+    for burn in (False, True) if a.paced else ():
+        # the bench's own process on core 0, as the burner run pins the pipeline
+        os.sched_setaffinity(0, {0})
+        burner = None
+        if burn:
+            burner = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", BURN])
+        before = cpu_ticks()
+        try:
+            p = paced_invokes(a, a.paced)
+        finally:
+            if burner is not None:
+                burner.kill()
+                burner.wait()
+        d = [y - x for x, y in zip(before, cpu_ticks(), strict=True)]
+        print(f"bare invoke paced at {a.fps:g} fps, no pipeline, {'burner' if burn else 'idle'}, "
+              f"{p['n']} invokes: p50 {p['p50']:.1f} ms, p99 {p['p99']:.1f} ms "
+              f"({p['p99'] / budget:.2f} x budget), max {p['max']:.1f} ms; {p['over_budget']} "
+              f"over the budget, {p['over_half']} over half of it; steal "
+              f"{100 * d[7] / max(1, sum(d)):.2f}%")
     print(json.dumps({k: {"frames": v["frames"], "latency_ms": v["latency_ms"]}
                       for k, v in out.items()}))
     return 0
