@@ -114,7 +114,7 @@ class Detector:
         image = model_image(image)  # gray, BGRA, float ... converted; ImageError before the view
         view = self.runner.input_view()
         try:
-            return self.pre(image, view, keep_pad=True)  # only we write the input tensor
+            return self.pre.warp_into(image, view, keep_pad=True)  # only we write the input
         finally:
             del view  # the interpreter refuses to invoke while a view into it lives
 

@@ -285,6 +285,7 @@ class Preprocessor:
         wide = None
         if w * h <= WIDEN_MAX_PIXEL_RATIO * self.in_w * self.in_h:
             wide = np.zeros((h, w, 4), np.uint8)
+        ch = 4 if wide is not None else 3
         m = t.matrix()
         # tensor row i samples frame row (i - oy) / sy; bilinear reads rows floor(y) and
         # floor(y) + 1, so rows with y <= -1 or y >= h are black. One row of margin each side.
@@ -293,12 +294,10 @@ class Preprocessor:
         if r1 - r0 < self.in_h:
             band = m.copy()
             band[1, 2] -= r0
-            ch = 4 if wide is not None else 3
             if _same_warp(h, w, ch, m, band, r0, r1, (self.in_w, self.in_h)):
                 m = band
             else:  # this OpenCV computes the shifted band's coordinates differently: all rows
                 r0, r1 = 0, self.in_h
-        ch = 4 if wide is not None else 3
         warped = np.zeros((r1 - r0, self.in_w, ch), np.uint8)
         px = np.zeros((r1 - r0, self.in_w) + ((3,) if self.channels == 3 else ()), np.uint8)
         return _Fit(w, h, t, r0, r1, m, warped, px, wide)
@@ -311,6 +310,11 @@ class Preprocessor:
             # warpAffine would write a new array of the image's own layout and leave the
             # scratch holding the previous frame: the model would see that frame again
             raise ImageError(f"expected a BGR uint8 image, got {image.shape} {image.dtype}")
+        return self.warp_into(image, dst, keep_pad)
+
+    def warp_into(self, image: Image, dst: npt.NDArray[Any], keep_pad: bool = False) -> Transform:
+        """:meth:`__call__` for an image already through :func:`model_image` (the detector's
+        per-frame path), without checking its layout a second time."""
         f = self._fitted
         if f is None or f.w != image.shape[1] or f.h != image.shape[0]:
             f = self._fit(image.shape[1], image.shape[0])
