@@ -7,6 +7,7 @@ them missing fails with the command that fixes it (it does not skip).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,25 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("EDGE_CACHE", str(ROOT / ".cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every run in the suite (in process or a CLI subprocess) keeps its state, the default
+    miss log, in a temporary directory: never the user's ~/.local/state, never the cwd.
+    A test that wants systemd's $STATE_DIRECTORY sets it in the child's environment."""
+    saved = {k: os.environ.get(k) for k in ("XDG_STATE_HOME", "STATE_DIRECTORY")}
+    state_home = tmp_path_factory.mktemp("xdg-state")
+    os.environ["XDG_STATE_HOME"] = str(state_home)
+    os.environ.pop("STATE_DIRECTORY", None)
+    try:
+        yield state_home / "edge-vision"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,14 @@ import argparse
 import os
 from typing import Any
 
-from edge.cli.run import add_run_args, load_config, print_summary, source_spec
+from edge.cli.run import (
+    add_run_args,
+    announce_state,
+    check_before_sources,
+    load_config,
+    print_summary,
+    source_spec,
+)
 
 DEFAULT_FRAMES = 300
 DEFAULT_FLOOR_INVOKES = 100
@@ -35,6 +42,10 @@ def add_parser(sub: Any) -> None:
     )
     add_run_args(p, required=True)
     p.set_defaults(frames=DEFAULT_FRAMES)
+    # --frames is shared with `edge run`; here it has a default, say so
+    for a in p._actions:
+        if a.dest == "frames":
+            a.help = f"stop after N captured frames ({DEFAULT_FRAMES})"
     p.add_argument(
         "--floor-invokes",
         type=int,
@@ -52,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_pace and args.policy is None:
         extra["pipeline.policy"] = "process-all"
     cfg = load_config(args, extra)
+    check_before_sources(cfg)
+    announce_state(cfg, os.environ)
     summary = run_pipeline(
         cfg,
         source_spec(args, cfg),

@@ -8,12 +8,19 @@ terminal, JSON lines when running under systemd (``JOURNAL_STREAM`` set) or with
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+
+# OpenCV prints its own "[ WARN:0@0.2] global cap_v4l.cpp ..." lines on stderr (a missing
+# /dev/video0, a stream that will not open) before our one-line error says the same thing
+# clearly; keep its errors, drop its warnings, unless the user asked for them. Set before any
+# subcommand module imports cv2: OpenCV reads it once, at import.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 from edge import __version__
 from edge.errors import EdgeError
@@ -48,10 +55,19 @@ def setup_logging(verbose: int, json_lines: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge", description=__doc__.splitlines()[0] if __doc__ else "")
+    p = argparse.ArgumentParser(
+        prog="edge",
+        description="edge-vision: real-time detection that holds every frame to a deadline.",
+    )
     p.add_argument("--version", action="version", version=f"edge-vision {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log lines: -v adds the libraries' INFO lines, -vv everything (DEBUG)",
+    )
     p.add_argument("--log-json", action="store_true", help="log JSON lines (default under systemd)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
@@ -65,9 +81,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _deepest_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The (sub)parser of the command the user typed: ``edge models fetch`` -> fetch's."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if isinstance(chosen, argparse.ArgumentParser):
+                return _deepest_parser(chosen, args)
+    return parser
+
+
+def _unknown_args_error(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """"unrecognized arguments: --modle x (did you mean --model?)" for the subcommand."""
+    options = [o for a in parser._actions for o in a.option_strings]
+    hints: list[str] = []
+    for word in extra:
+        if word.startswith("-"):
+            hints += difflib.get_close_matches(word.split("=", 1)[0], options, n=1, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(hints)}?)" if hints else ""
+    return f"unrecognized arguments: {' '.join(extra)}{hint}"
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse; a flag the subcommand does not know is reported with the subcommand's usage
+    (argparse would show the top-level one, which does not list the subcommand's flags)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = _deepest_parser(parser, args)
+        sub.error(_unknown_args_error(sub, extra))
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     setup_logging(args.verbose, args.log_json or bool(os.environ.get("JOURNAL_STREAM")))
     try:
         rc: int = args.func(args)

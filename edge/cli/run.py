@@ -5,9 +5,11 @@ Every flag has a config key (``--config FILE``, TOML) and flags override the fil
 ==================  ======================  ==================================================
 flag                key                     meaning
 ==================  ======================  ==================================================
---source SPEC       source.spec             camera, stream, file, folder, ``demo``, ``auto``
---model NAME|PATH   model.name              a manifest name or a .tflite
+--source SPEC       source.spec             camera, stream, file, folder, ``demo``,
+                                            ``demo:person``, ``auto`` (the default)
+--model NAME|PATH   model.name              a manifest name or a .tflite (``face``)
 --delegate D        model.delegate          cpu, edgetpu, ... or a fallback chain
+--delegate-option   model.delegate_options  KEY=VALUE for the first non-CPU delegate
 --threads N         model.threads           interpreter threads
 --fps F             source.fps              camera rate to ask for / pace of a file
 --no-pace           source.pace = false     read files as fast as possible
@@ -29,13 +31,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
-from edge.config import Config
+from edge.config import Config, ModelConfig
 from edge.pipeline.settings import STALE_POLICIES
+from edge.errors import ConfigError
 from edge.pipeline.summary import RunSummary
+from edge.state import default_miss_log, ensure_state_dir
+
+log = logging.getLogger(__name__)
 
 #: the source when neither ``--source`` nor ``source.spec`` says: ``auto`` is the first camera
 #: found (picamera2, then /dev/video0), else the built-in ``demo`` clip
@@ -49,12 +57,25 @@ def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
         "--source",
         required=required,
         metavar="SPEC",
-        help="0, /dev/videoN, picamera2[:N], gst:PIPELINE, rtsp://..., a video file, "
-        "an image folder, demo, or auto (a camera if found, else demo; default)",
+        help="0, /dev/videoN, picamera2[:N], gst:PIPELINE, rtsp://..., a video file, an image "
+        "folder, demo (a clip with faces), demo:person (pedestrians)"
+        + ("" if required else ", or auto (a camera if found, else demo; the default)"),
     )
-    p.add_argument("--model", required=required, metavar="NAME|PATH",
-                   help="manifest name or .tflite path")  # fmt: skip
+    p.add_argument(
+        "--model",
+        required=required,
+        metavar="NAME|PATH",
+        help="a manifest name (`edge models list`) or a .tflite path"
+        + ("" if required else f" (default: {ModelConfig().name})"),
+    )
     p.add_argument("--delegate", metavar="D", help="cpu, edgetpu, ..., or a chain like edgetpu,cpu")
+    p.add_argument(
+        "--delegate-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option for the first non-CPU delegate, e.g. device=usb:0 (repeatable)",
+    )
     p.add_argument("--threads", type=int, metavar="N", help="interpreter threads")
     p.add_argument("--fps", type=float, metavar="F", help="camera rate / file pace")
     p.add_argument("--no-pace", action="store_true", help="read files as fast as possible")
@@ -88,7 +109,10 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run the real-time pipeline",
-        description="Capture, detect and hold every frame to its deadline; log the misses.",
+        description="Capture, detect and hold every frame to its deadline; log the misses. "
+        f"Without flags: the first camera found (else the demo clip), model {ModelConfig().name}, "
+        "miss log in the state directory ($STATE_DIRECTORY under systemd, else "
+        "$XDG_STATE_HOME/edge-vision or ~/.local/state/edge-vision).",
     )
     add_run_args(p)
     p.set_defaults(func=run)
@@ -113,8 +137,46 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def delegate_options(pairs: list[str]) -> dict[str, str]:
+    """``--delegate-option KEY=VALUE`` flags as a mapping; one clear error for a bad one."""
+    opts: dict[str, str] = {}
+    for kv in pairs:
+        k, sep, v = kv.partition("=")
+        if not sep or not k.strip():
+            raise ConfigError(f"--delegate-option {kv!r}: expected KEY=VALUE, e.g. device=usb:0")
+        opts[k.strip()] = v
+    return opts
+
+
 def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
-    return Config.load(args.config).merged({**overrides(args), **(extra or {})})
+    cfg = Config.load(args.config)
+    flags = {**overrides(args), **(extra or {})}
+    opts = delegate_options(getattr(args, "delegate_option", None) or [])
+    if opts:  # the flags add to (and override) the file's [model.delegate_options]
+        flags["model.delegate_options"] = {**cfg.model.delegate_options, **opts}
+    return cfg.merged(flags)
+
+
+def check_before_sources(cfg: Config) -> None:
+    """Refuse what can be refused before a camera is probed or a source opened: an unknown or
+    unfetched model, a model file that is not TFLite (a mistyped ``--model`` should not first
+    say "no camera found")."""
+    from edge.models import resolve
+    from edge.runtime.delegates import parse_chain
+    from edge.runtime.interpreter import check_model_file
+
+    _, path = resolve(cfg.model.name, cfg.model.dir)
+    check_model_file(path)
+    parse_chain(cfg.model.delegate)
+
+
+def announce_state(cfg: Config, environ: Mapping[str, str]) -> None:
+    """Say at start where this run writes (the miss log, in the state directory by default)."""
+    if cfg.watchdog.miss_log:
+        log.info("miss log: %s", "stdout" if cfg.watchdog.miss_log == "-" else cfg.watchdog.miss_log)
+        return
+    d = ensure_state_dir(environ)
+    log.info("state directory: %s (miss log %s)", d, default_miss_log(environ))
 
 
 def source_spec(args: argparse.Namespace, cfg: Config) -> str:
@@ -126,10 +188,8 @@ def find_camera() -> str:
     """``auto``: a libcamera camera through picamera2, else a V4L2 device that delivers a frame,
     else the built-in ``demo`` source (said in the log, so nobody wonders where the video is)."""
     import importlib.util
-    import logging
     from pathlib import Path
 
-    log = logging.getLogger(__name__)
     if importlib.util.find_spec("picamera2") is not None:
         try:
             from picamera2 import Picamera2
@@ -165,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.pipeline.runner import run as run_pipeline
 
     cfg = load_config(args)
+    check_before_sources(cfg)
+    announce_state(cfg, os.environ)
     summary = run_pipeline(cfg, source_spec(args, cfg), environ=os.environ)
     print_summary(summary, args.json)
     return 0

@@ -7,11 +7,10 @@ the environment; :func:`default_miss_log` takes the environment as an argument.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from edge.errors import ConfigError
+from edge.state import default_miss_log as default_miss_log  # re-exported: where it was
 from edge.validate import check_choice, check_range
 
 #: what the worker does with a frame already past its deadline when it picks it up
@@ -23,10 +22,6 @@ STALE_POLICIES: tuple[str, ...] = ("skip-stale", "process-all")
 #: how the pipeline sheds load after repeated misses (``every-k``: run inference on every k-th
 #: frame and reuse the last boxes, marked stale, in between; ``off``: never shed)
 DEGRADE_POLICIES: tuple[str, ...] = ("every-k", "off")
-
-#: default miss-log location when neither the config nor systemd (``$STATE_DIRECTORY``) says
-DEFAULT_STATE_DIR = "edge-state"
-MISS_LOG_NAME = "misses.jsonl"
 
 
 @dataclass(frozen=True)
@@ -125,19 +120,6 @@ class WatchdogConfig:
         check_range("watchdog.stuck_ms", self.stuck_ms, 0.0, 600_000.0)
         check_range("watchdog.status_interval_s", self.status_interval_s, 0.1, 3600.0)
         check_range("watchdog.run_record_s", self.run_record_s, 1.0, 86_400.0)
-
-
-def default_miss_log(environ: Mapping[str, str]) -> Path:
-    """Where the miss log goes when the config does not say.
-
-    Under systemd with ``StateDirectory=edge-vision`` the unit gets ``$STATE_DIRECTORY``
-    (``/var/lib/edge-vision``), which survives restarts and is writable by the service user;
-    systemd may pass several directories separated by ``:`` and the first is ours. Outside
-    systemd the log goes to ``./edge-state/misses.jsonl`` beside where ``edge run`` was
-    started, so a run from a checkout leaves its log where the operator can see it.
-    """
-    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
-    return Path(state or DEFAULT_STATE_DIR) / MISS_LOG_NAME
 
 
 def budget_ns(cfg: PipelineConfig, source_fps: float | None) -> int:

@@ -28,6 +28,7 @@ from edge.decoders.base import TensorInfo
 from edge.errors import ModelInvalid, ModelNotFound
 from edge.runtime.delegates import DelegateChoice, load_chain
 from edge.runtime.loader import Runtime, load_runtime
+from edge.runtime.quiet import runtime_noise_filtered
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,13 @@ class Runner:
         self.runtime = runtime or load_runtime()
         self.delegate: DelegateChoice = load_chain(self.runtime, delegate, delegate_options)
         try:
-            self._it = self.runtime.Interpreter(
-                model_path=str(self.path),
-                num_threads=threads,
-                experimental_delegates=list(self.delegate.delegates) or None,
-            )
-            self._it.allocate_tensors()
+            with runtime_noise_filtered():  # LiteRT's "INFO: Created ... XNNPACK delegate"
+                self._it = self.runtime.Interpreter(
+                    model_path=str(self.path),
+                    num_threads=threads,
+                    experimental_delegates=list(self.delegate.delegates) or None,
+                )
+                self._it.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             reason = " ".join(str(e).split())[:300]
             raise ModelInvalid(

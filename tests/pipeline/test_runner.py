@@ -164,6 +164,8 @@ def test_sd_notify_on_a_real_socket(notify_socket: tuple[socket.socket, str]) ->
 
 
 def test_default_miss_log_location() -> None:
-    assert default_miss_log({}) == Path("edge-state/misses.jsonl")
+    assert default_miss_log({"HOME": "/home/u"}) == Path(
+        "/home/u/.local/state/edge-vision/misses.jsonl"
+    )
     env = {"STATE_DIRECTORY": "/var/lib/edge-vision:/var/lib/other"}
     assert default_miss_log(env) == Path("/var/lib/edge-vision/misses.jsonl")
