@@ -32,11 +32,18 @@ def check_choice(key: str, value: str, choices: typing.Iterable[str]) -> None:
 
 
 def _type_name(tp: Any) -> str:
-    args = typing.get_args(tp)
-    if args:
-        return " or ".join(_type_name(a) for a in args)
+    """What a user must write, in TOML's words ("a number"), never a Python type name; an
+    optional key is named by its type alone (leaving it out is how one says "unset")."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(dict.fromkeys(names))
+    if origin is dict:
+        return "a table of key = value"
+    if origin in (tuple, list):
+        return "a list"
     return {str: "a string", int: "an integer", float: "a number", bool: "true/false"}.get(
-        tp, "a table" if dataclasses.is_dataclass(tp) else getattr(tp, "__name__", str(tp))
+        tp, "a table" if dataclasses.is_dataclass(tp) else "a value of another kind"
     )
 
 

@@ -1,4 +1,5 @@
-"""``edge detect IMAGE... --model NAME|PATH``: detections for still images, one JSON line each."""
+"""``edge detect IMAGE... --model NAME|PATH``: detections for still images, a table per image
+on stdout, or one JSON line per image with ``--json``."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "detect",
         help="detect objects in images",
-        description="Run a model on still images; one JSON line per image.",
+        description="Run a model on still images and print, per image, its size and a table of"
+        " what was found (label, score, box); with --json, one JSON line per image instead.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     add_model_args(p)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shutil
 import sys
-from typing import Any
+import textwrap
+from collections.abc import Mapping
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -19,7 +22,18 @@ import numpy as np
 from edge import models
 from edge.errors import EdgeError
 from edge.runtime import load_runtime
-from edge.runtime.delegates import probe
+from edge.runtime.delegates import KNOWN, probe
+
+#: how a delegate that is simply not installed reads in the loader's reason (dlopen's words)
+_ABSENT = ("cannot open shared object file", "No such file or directory")
+
+INSTALL_HINT = (
+    "an accelerator is used through its vendor's delegate library: the Coral Edge TPU's "
+    "libedgetpu1-std (Coral's apt repository), Arm NN's libarmnnDelegate.so, NXP i.MX's "
+    "libvx_delegate.so (in NXP's BSP image), the TFLite GPU delegate; then "
+    "`edge run --delegate NAME` (docs/RASPBERRY_PI.md, docs/JETSON.md); "
+    "`edge -v doctor` shows why each did not load"
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -27,6 +41,27 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dir", help="models directory (models/)")
     p.add_argument("--config", metavar="FILE", help="check this config file too")
     p.set_defaults(func=run)
+
+
+def write_delegates(out: IO[str], status: Mapping[str, str], *, verbose: bool) -> None:
+    """The CPU, then the accelerators that load; the optional ones that are simply not
+    installed in one line with one install hint, wrapped to the terminal (each reason with -v).
+    A library that is present but fails to load is a finding, and is shown in full."""
+    width = max(40, min(shutil.get_terminal_size().columns, 100))
+    out.write("delegates\n")
+    absent: list[str] = []
+    for name, st in status.items():
+        if name in KNOWN and st != "ok" and any(a in st for a in _ABSENT) and not verbose:
+            absent.append(name)
+        else:
+            out.write(f"  {name:<8} {st}\n")
+    if not absent:
+        return
+    found = [n for n, st in status.items() if n in KNOWN and st == "ok"]
+    head = ", ".join(found) if found else "none found"
+    out.write(f"  optional accelerators: {head} (not installed: {', '.join(absent)})\n")
+    for line in textwrap.wrap(INSTALL_HINT, width - 4, initial_indent="hint: "):
+        out.write(f"  {line}\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,9 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rt = load_runtime()
         out.write(f"runtime   {rt.name} {rt.version}\n")
-        out.write("delegates\n")
-        for name, st in probe(rt).items():
-            out.write(f"  {name:<8} {st}\n")
+        write_delegates(out, probe(rt), verbose=getattr(args, "verbose", 0) > 0)
     except EdgeError as e:
         problems.append(str(e))
         out.write(f"runtime   MISSING: {e}\n")

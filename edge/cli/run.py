@@ -38,8 +38,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge.config import Config, ModelConfig
-from edge.pipeline.settings import STALE_POLICIES
 from edge.errors import ConfigError
+from edge.pipeline.settings import STALE_POLICIES
 from edge.pipeline.summary import RunSummary
 from edge.state import default_miss_log, ensure_state_dir
 
@@ -173,7 +173,8 @@ def check_before_sources(cfg: Config) -> None:
 def announce_state(cfg: Config, environ: Mapping[str, str]) -> None:
     """Say at start where this run writes (the miss log, in the state directory by default)."""
     if cfg.watchdog.miss_log:
-        log.info("miss log: %s", "stdout" if cfg.watchdog.miss_log == "-" else cfg.watchdog.miss_log)
+        where = cfg.watchdog.miss_log
+        log.info("miss log: %s", "stdout" if where == "-" else where)
         return
     d = ensure_state_dir(environ)
     log.info("state directory: %s (miss log %s)", d, default_miss_log(environ))

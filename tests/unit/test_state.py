@@ -21,9 +21,7 @@ def test_xdg_state_home_then_home() -> None:
     assert state_dir({"XDG_STATE_HOME": "/s", "HOME": "/h"}) == Path("/s/edge-vision")
     assert state_dir({"HOME": "/h"}) == Path("/h/.local/state/edge-vision")
     # the XDG specification: a relative XDG_STATE_HOME is invalid and ignored
-    assert state_dir({"XDG_STATE_HOME": "rel", "HOME": "/h"}) == Path(
-        "/h/.local/state/edge-vision"
-    )
+    assert state_dir({"XDG_STATE_HOME": "rel", "HOME": "/h"}) == Path("/h/.local/state/edge-vision")
     assert default_miss_log({"HOME": "/h"}) == Path("/h/.local/state/edge-vision/misses.jsonl")
 
 
