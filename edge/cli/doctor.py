@@ -47,7 +47,7 @@ def write_delegates(out: IO[str], status: Mapping[str, str], *, verbose: bool) -
     """The CPU, then the accelerators that load; the optional ones that are simply not
     installed in one line with one install hint, wrapped to the terminal (each reason with -v).
     A library that is present but fails to load is a finding, and is shown in full."""
-    width = max(40, min(shutil.get_terminal_size().columns, 100))
+    width = max(40, min(shutil.get_terminal_size().columns, 100))  # $COLUMNS, else the tty
     out.write("delegates\n")
     absent: list[str] = []
     for name, st in status.items():
@@ -59,9 +59,10 @@ def write_delegates(out: IO[str], status: Mapping[str, str], *, verbose: bool) -
         return
     found = [n for n, st in status.items() if n in KNOWN and st == "ok"]
     head = ", ".join(found) if found else "none found"
-    out.write(f"  optional accelerators: {head} (not installed: {', '.join(absent)})\n")
-    for line in textwrap.wrap(INSTALL_HINT, width - 4, initial_indent="hint: "):
-        out.write(f"  {line}\n")
+    summary = f"optional accelerators: {head} (not installed: {', '.join(absent)})"
+    for text in (summary, "hint: " + INSTALL_HINT):
+        for line in textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="    "):
+            out.write(line + "\n")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -237,9 +237,9 @@ def test_bad_since_and_no_input(
         def isatty(self) -> bool:
             return True
 
-    monkeypatch.setattr("sys.stdin", Tty())
+    monkeypatch.setattr("sys.stdin", Tty())  # no LOG and nothing piped: the default log
     code, _, err = cli_run([], capsys, monkeypatch)
-    assert code == 2 and "no input" in err
+    assert code == 2 and err.startswith("edge misses: no miss log at ") and "--journal" in err
 
 
 def test_expand_logs_orders_rotated_files(tmp_path: Path) -> None:
