@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace, since: datetime | None) -> Loaded:
     logs: list[str] = list(args.logs)
     if args.journal:
-        return load(["-"], _journal(args.unit, since))
+        loaded = load(["-"], _journal(args.unit, since))
+        loaded.sources = [f"the journal of {args.unit}"]
+        return loaded
     if logs or _stdin_has_input(sys.stdin):
         return load(logs, sys.stdin)
     return load([default_log(os.environ)], None)
@@ -166,7 +168,9 @@ def text_report(r: Mapping[str, Any]) -> Iterator[str]:
     """The human report, line by line."""
     n = r["misses"]
     span = f" from {r['first']} to {r['last']}" if n else ""
-    yield f"{n} deadline misses{span} in {len(r['inputs'])} input(s)"
+    inputs = r["inputs"]
+    where = inputs[0] if len(inputs) == 1 else f"{len(inputs)} inputs"
+    yield f"{n} deadline misses{span} in {where}"
     yield from _rate_lines(r)
     if n:
         causes = ", ".join(f"{c} {k} ({_pct(k, n)})" for c, k in r["by_cause"].items())
