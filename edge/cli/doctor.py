@@ -9,6 +9,7 @@ throttling state, systemd and its watchdog. Exit 1 when something blocks a run.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import sys
@@ -23,6 +24,7 @@ from edge import models
 from edge.errors import EdgeError
 from edge.runtime import load_runtime
 from edge.runtime.delegates import KNOWN, probe
+from edge.state import MISS_LOG_NAME, state_dir
 
 #: how a delegate that is simply not installed reads in the loader's reason (dlopen's words)
 _ABSENT = ("cannot open shared object file", "No such file or directory")
@@ -65,6 +67,16 @@ def write_delegates(out: IO[str], status: Mapping[str, str], *, verbose: bool) -
             out.write(line + "\n")
 
 
+def state_line(environ: Mapping[str, str]) -> str:
+    """Where runs write their miss log (edge.state), and whether it exists yet."""
+    try:
+        d = state_dir(environ)
+    except EdgeError as e:
+        return f"none: {e}"
+    log = d / MISS_LOG_NAME
+    return f"{d} (miss log {'present' if log.is_file() else 'not written yet'})"
+
+
 def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     problems: list[str] = []
@@ -77,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     except EdgeError as e:
         problems.append(str(e))
         out.write(f"runtime   MISSING: {e}\n")
+    out.write(f"state     {state_line(os.environ)}\n")
     out.write("models\n")
     ok = 0
     for spec, st in models.status(args.dir):

@@ -117,12 +117,15 @@ def test_doctor_groups_the_optional_accelerators(tmp_path: Path) -> None:
     env = {**private_env(tmp_path), "COLUMNS": "60"}
     r = edge("doctor", env=env)
     lines = r.stdout.splitlines()
-    block = lines[lines.index("delegates") + 1 : lines.index("models")]
+    end = next(i for i, line in enumerate(lines) if line.startswith("state "))
+    block = lines[lines.index("delegates") + 1 : end]
     text = " ".join(line.strip() for line in block)
     assert "optional accelerators: none found" in text
     assert text.count("hint:") == 1 and "libedgetpu1-std" in text
     assert all(len(line) <= 60 for line in block), block
     assert not any(line.lstrip().startswith("edgetpu") for line in block)
+    state = tmp_path / "state" / "edge-vision"
+    assert f"state     {state} (miss log not written yet)" in lines
     r = edge("-v", "doctor", env=env)  # -v: each one's reason
     reasons = [line.strip() for line in r.stdout.splitlines()]
     assert any(line.startswith("edgetpu  delegate 'edgetpu' could not") for line in reasons)
