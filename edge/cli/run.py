@@ -41,7 +41,7 @@ from edge.config import Config, ModelConfig
 from edge.errors import ConfigError
 from edge.pipeline.settings import STALE_POLICIES
 from edge.pipeline.summary import RunSummary
-from edge.state import default_miss_log, ensure_state_dir
+from edge.state import default_miss_log, ensure_state_dir, state_dir
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,16 @@ def announce_state(cfg: Config, environ: Mapping[str, str]) -> None:
         where = cfg.watchdog.miss_log
         log.info("miss log: %s", "stdout" if where == "-" else where)
         return
-    d = ensure_state_dir(environ)
+    try:
+        d = ensure_state_dir(environ)
+    except OSError as e:  # the run goes on: the miss log counts what it cannot write as lost
+        log.warning(
+            "state directory %s cannot be created (%s): misses will be counted as lost; "
+            "set XDG_STATE_HOME or --miss-log PATH to a writable place",
+            state_dir(environ),
+            e.strerror or e,
+        )
+        return
     log.info("state directory: %s (miss log %s)", d, default_miss_log(environ))
 
 

@@ -41,3 +41,22 @@ def test_created_private(tmp_path: Path) -> None:
 def test_the_suite_never_writes_into_the_real_home(private_state_dir: Path) -> None:
     assert state_dir(os.environ) == private_state_dir
     assert not str(private_state_dir).startswith(str(Path.home() / ".local"))
+
+
+def test_a_state_directory_that_cannot_be_made_is_said_and_the_run_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edge.cli.run import announce_state
+    from edge.config import Config
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with caplog.at_level("INFO", logger="edge.cli.run"):
+        announce_state(Config(), {"XDG_STATE_HOME": str(blocker)})  # returns, does not raise
+    (rec,) = caplog.records
+    assert rec.levelname == "WARNING" and "cannot be created" in rec.getMessage()
+    assert "--miss-log" in rec.getMessage()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="edge.cli.run"):
+        announce_state(Config(), {"XDG_STATE_HOME": str(tmp_path / "ok")})
+    assert caplog.records[0].getMessage().startswith(f"state directory: {tmp_path}/ok/edge-vision")
