@@ -64,7 +64,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--journal",
         action="store_true",
-        help=f"read the service's journal (journalctl -u UNIT -o json); UNIT is {UNIT}",
+        help=f"read the service's journal (journalctl -u {UNIT} -o json; --unit for another)",
     )
     p.add_argument("--unit", default=UNIT, help=f"the unit --journal reads ({UNIT})")
     p.add_argument("--since", metavar="T", help="only misses at or after T: ISO time or 10m, 2h")
