@@ -41,13 +41,14 @@ from edge.config import Config, ModelConfig
 from edge.errors import ConfigError
 from edge.pipeline.settings import STALE_POLICIES
 from edge.pipeline.summary import RunSummary
+from edge.sources.auto import AUTO
 from edge.state import default_miss_log, ensure_state_dir, state_dir
 
 log = logging.getLogger(__name__)
 
 #: the source when neither ``--source`` nor ``source.spec`` says: ``auto`` is the first camera
-#: found (picamera2, then /dev/video0), else the built-in ``demo`` clip
-DEFAULT_SOURCE = "auto"
+#: found (picamera2, then /dev/video0), else the built-in ``demo`` clip (edge.sources.auto)
+DEFAULT_SOURCE = AUTO
 
 
 def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -190,37 +191,9 @@ def announce_state(cfg: Config, environ: Mapping[str, str]) -> None:
 
 
 def source_spec(args: argparse.Namespace, cfg: Config) -> str:
-    spec = str(args.source or cfg.source.spec or DEFAULT_SOURCE)
-    return find_camera() if spec == "auto" else spec
-
-
-def find_camera() -> str:
-    """``auto``: a libcamera camera through picamera2, else a V4L2 device that delivers a frame,
-    else the built-in ``demo`` source (said in the log, so nobody wonders where the video is)."""
-    import importlib.util
-    from pathlib import Path
-
-    if importlib.util.find_spec("picamera2") is not None:
-        try:
-            from picamera2 import Picamera2
-
-            if Picamera2.global_camera_info():
-                log.info("source auto: using the camera module (picamera2)")
-                return "picamera2"
-        except Exception as e:  # noqa: BLE001 - any libcamera trouble means "no camera here"
-            log.info("source auto: picamera2 present but unusable (%s)", e)
-    for dev in sorted(Path("/dev").glob("video[0-9]*")):
-        import cv2
-
-        cap = cv2.VideoCapture(str(dev), cv2.CAP_V4L2)
-        try:
-            if cap.isOpened() and cap.read()[0]:
-                log.info("source auto: using %s", dev)
-                return str(dev)
-        finally:
-            cap.release()
-    log.warning("source auto: no camera found; using the built-in demo clip (--source demo)")
-    return "demo"
+    """The spec to run; ``auto`` is resolved by the runner once the model has loaded, so a
+    model or delegate that cannot load is said before any camera is probed."""
+    return str(args.source or cfg.source.spec or DEFAULT_SOURCE)
 
 
 def print_summary(summary: RunSummary, as_json: bool) -> None:

@@ -333,13 +333,17 @@ def run(
     from edge.serve.server import Server
 
     # whatever can refuse its config comes first: one error line before the model loads
+    from edge.sources.auto import AUTO, find_camera
     from edge.sources.registry import open_source, parse_spec
 
-    parse_spec(spec)
+    if spec != AUTO:
+        parse_spec(spec)
     apply_opencv_threads(cfg.pipeline.opencv_threads)
     mqtt = MqttOutput(cfg.mqtt, environ=environ) if cfg.mqtt.enabled else None
     server = Server(cfg.serve) if cfg.serve.http else None
     detector = load_detector(cfg.model)
+    if spec == AUTO:  # probed only now: a model or delegate that cannot load is said first
+        spec = find_camera()
     for _ in range(warmup_invokes):
         detector.bare_invoke_ns()
     path = cfg.watchdog.miss_log or str(default_miss_log(environ))

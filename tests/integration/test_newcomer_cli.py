@@ -153,11 +153,14 @@ def test_help_texts_match_behaviour() -> None:
 def test_delegate_option_is_accepted_and_reaches_the_delegate_loader(
     command: str, tmp_path: Path
 ) -> None:
-    r = edge(command, "--source", "demo", "--model", "face", "--frames", "1",
+    # run: no --source, so `auto`: the delegate is refused before any camera is probed
+    source = ["--source", "demo"] if command == "bench" else []
+    r = edge(command, *source, "--model", "face", "--frames", "1",
              "--delegate", "edgetpu", "--delegate-option", "device=usb:0",
              env=private_env(tmp_path))  # fmt: skip
     assert "unrecognized arguments" not in r.stderr
     assert r.returncode == 2 and "delegate 'edgetpu' could not be loaded" in r.stderr
+    assert "camera" not in r.stderr
 
     from edge.cli.main import build_parser
     from edge.cli.run import load_config
