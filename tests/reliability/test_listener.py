@@ -13,6 +13,7 @@ import logging
 import selectors
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -309,3 +310,22 @@ def test_client_keys() -> None:
     assert client_key(("::ffff:10.0.0.7", 5, 0, 0)) == "10.0.0.7"
     a = client_key(("2001:db8:1:2:aaaa::1", 5, 0, 0))
     assert a == client_key(("2001:db8:1:2:bbbb::9", 5, 0, 0)) == "2001:db8:1:2::/64"
+
+
+def test_allowed_hosts_from_the_config_file_and_the_command_line(tmp_path: Path) -> None:
+    from edge.cli.main import build_parser
+    from edge.cli.run import load_config
+
+    toml = tmp_path / "edge.toml"
+    toml.write_text('[serve]\nallowed_hosts = ["cam.example.com", ".lan"]\n')
+    args = build_parser().parse_args(["run", "--config", str(toml)])
+    assert load_config(args).serve.allowed_hosts == ("cam.example.com", ".lan")
+    argv = ["run", "--config", str(toml), "--http-allow-host", "a.example"]
+    args = build_parser().parse_args([*argv, "--http-allow-host", "*"])
+    assert load_config(args).serve.allowed_hosts == ("a.example", "*")  # the flags win
+    args = build_parser().parse_args(["run", "--http-allow-host", "no such name"])
+    with pytest.raises(ConfigError, match="serve.allowed_hosts: 'no such name' is not a host"):
+        load_config(args)
+    toml.write_text('[serve]\nallowed_hosts = "cam.example.com"\n')
+    with pytest.raises(ConfigError, match="allowed_hosts must be a list"):
+        load_config(build_parser().parse_args(["run", "--config", str(toml)]))
