@@ -187,6 +187,7 @@ class Guard:
     displaced: int = 0
     locked_out: int = 0
     _refused_unlogged: int = 0
+    _busy: str = ""  # why the last newcomer was refused
     _refused_logged_ns: int | None = None
     _failures: OrderedDict[str, _Failures] = field(default_factory=OrderedDict)
 
@@ -204,11 +205,13 @@ class Guard:
         if self.per_key[key] >= self.max_per_key:
             victim = self._oldest_waiting(key)
             if victim is None:
+                self._busy = f"{key} holds its {self.max_per_key} connections"
                 return None, None
             self._displace(victim)
         if len(self.conns) >= self.max_total:
             extra = self._oldest_waiting(None)
             if extra is None:
+                self._busy = f"all {self.max_total} connections are taken"
                 return None, victim
             self._displace(extra)
             victim = victim or extra
@@ -274,13 +277,12 @@ class Guard:
         if last is not None and now - last < REFUSED_LOG_INTERVAL_NS:
             return
         log.warning(
-            "refusing HTTP connections: %d refused%s; %d open, every one busy (caps: %d in "
-            "all, %d per client address; serve.max_clients, serve.max_connections_per_client)",
+            "refusing HTTP connections: %d refused%s; last because %s, every one busy "
+            "(streams or responses in flight); the caps are serve.max_clients + 64 in all "
+            "and serve.max_connections_per_client per client address",
             self._refused_unlogged,
             "" if last is None else f" in the last {(now - last) / 1e9:.0f} s",
-            len(self.conns),
-            self.max_total,
-            self.max_per_key,
+            self._busy,
         )
         self._refused_logged_ns, self._refused_unlogged = now, 0
 

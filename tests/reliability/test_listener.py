@@ -199,7 +199,8 @@ def test_refusals_when_every_slot_is_busy_are_logged_once_and_healthz_still_answ
         assert (status, body.get("ok")) == (200, True), body
         assert get(server, "/api/stats", source="127.0.0.2")[0] == 200
         lines = [r.getMessage() for r in caplog.records if "refusing" in r.getMessage()]
-        assert len(lines) == 1 and lines[0].startswith("refusing HTTP connections: 1 refused")
+        assert len(lines) == 1 and lines[0].startswith("refusing HTTP connections: 1 refused;")
+        assert "127.0.0.1 holds its 2 connections" in lines[0]
         clock.advance(61_000_000_000)
         publish(server, clock)
         assert get(server, "/api/stats")[0] == 503
