@@ -22,9 +22,9 @@ must not be guessable at thousands of tries a second. The rules:
 * **Token guessing.** Past :data:`FREE_FAILURES` wrong tokens, an address waits (429 with
   ``Retry-After``, doubling up to :data:`MAX_LOCKOUT_NS`) before it may try again.
 
-:class:`Server` opens a :class:`Conn` per accepted socket and puts it in
-:data:`edge.serve.http.CONNECTION`; :func:`edge.serve.http.read_request` asks it for its
-deadlines and checks each request head with it, so the endpoints need not know.
+The server (:class:`edge.serve.server.Server`) opens a :class:`Conn` per accepted socket
+and puts it in :data:`edge.serve.http.CONNECTION`; :func:`edge.serve.http.read_request` asks
+it for its deadlines and checks each request head with it, so the endpoints need not know.
 """
 
 from __future__ import annotations
@@ -221,10 +221,13 @@ class Guard:
         return conn, victim
 
     def release(self, conn: Conn) -> None:
-        if self.conns.pop(conn, 0) is None:  # still counted (not displaced)
-            self.per_key[conn.key] -= 1
-            if self.per_key[conn.key] <= 0:
-                del self.per_key[conn.key]
+        """Stop counting ``conn`` (once: a displaced one was released when displaced)."""
+        if conn not in self.conns:
+            return
+        del self.conns[conn]
+        self.per_key[conn.key] -= 1
+        if self.per_key[conn.key] <= 0:
+            del self.per_key[conn.key]
 
     def _oldest_waiting(self, key: str | None) -> Conn | None:
         for c in self.conns:  # oldest first; bounded by max_total
