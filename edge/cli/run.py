@@ -20,6 +20,7 @@ flag                key                     meaning
 --miss-log PATH     watchdog.miss_log       the JSON-lines miss log (``-``: stdout)
 --http HOST:PORT    serve.http              the live page, MJPEG stream, JSON API, /metrics
 --http-token T      serve.token             a token every endpoint but /healthz requires
+--http-allow-host   serve.allowed_hosts     NAME: a Host name the server answers to (repeatable)
 --mqtt URL          mqtt.url                detection events and summaries to a broker
 ==================  ======================  ==================================================
 
@@ -99,6 +100,13 @@ def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
         "but /healthz (header Authorization: Bearer TOKEN, or ?token=TOKEN)",
     )
     p.add_argument(
+        "--http-allow-host",
+        action="append",
+        metavar="NAME",
+        help="a Host name to answer to besides IP addresses, localhost and this machine's "
+        "name (cam.example.com, .example.com for a domain, * for any); repeatable",
+    )
+    p.add_argument(
         "--mqtt",
         metavar="URL",
         help="mqtt://HOST[:PORT] or mqtts://...: events, summaries and status to a broker",
@@ -134,6 +142,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "watchdog.miss_log": args.miss_log,
         "serve.http": getattr(args, "http", None),
         "serve.token": getattr(args, "http_token", None),
+        "serve.allowed_hosts": _tuple(getattr(args, "http_allow_host", None)),
         "mqtt.url": getattr(args, "mqtt", None),
     }
 
@@ -147,6 +156,10 @@ def delegate_options(pairs: list[str]) -> dict[str, str]:
             raise ConfigError(f"--delegate-option {kv!r}: expected KEY=VALUE, e.g. device=usb:0")
         opts[k.strip()] = v
     return opts
+
+
+def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values is not None else None
 
 
 def load_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:

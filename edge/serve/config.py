@@ -76,6 +76,14 @@ class ServeConfig:
                       a viewer's ``?fps=`` can only lower its own rate
     client_timeout_s  a viewer that has not taken a whole frame (or a request) in this long is
                       disconnected; also the keep-alive idle limit
+    header_timeout_s  a request head must be complete this long after its first byte (408),
+                      and a new connection must send that byte within it
+    max_connections_per_client
+                      connections one client address (IPv6: its /64) may hold; past it, its
+                      oldest connection still waiting for a request is closed, or 503
+    allowed_hosts     ``Host`` names accepted besides IP addresses, ``localhost`` and this
+                      machine's name (DNS rebinding): ``cam.example.com``, ``.example.com``
+                      (the domain and its subdomains), ``*`` (any) (``--http-allow-host``)
     jpeg_quality      1 .. 100
     health_budgets    ``/healthz`` is 503 once no frame has completed for this many budgets
     misses_kept       the latest miss records kept for ``/api/misses``
@@ -86,6 +94,9 @@ class ServeConfig:
     max_clients: int = 8
     stream_fps: float = 15.0
     client_timeout_s: float = 10.0
+    header_timeout_s: float = 5.0
+    max_connections_per_client: int = 16
+    allowed_hosts: tuple[str, ...] = ()
     jpeg_quality: int = 80
     health_budgets: float = 5.0
     misses_kept: int = 200
@@ -105,6 +116,14 @@ class ServeConfig:
         check_range("serve.max_clients", self.max_clients, 1, 1000)
         check_range("serve.stream_fps", self.stream_fps, 0.1, 120.0)
         check_range("serve.client_timeout_s", self.client_timeout_s, 0.1, 3600.0)
+        check_range("serve.header_timeout_s", self.header_timeout_s, 0.1, 600.0)
+        check_range("serve.max_connections_per_client", self.max_connections_per_client, 1, 1064)
+        for name in self.allowed_hosts:
+            if not (name == "*" or _host_ok(name.removeprefix("."))):
+                raise ConfigError(
+                    f"serve.allowed_hosts: {name!r} is not a host name; give names such as "
+                    "cam.example.com, .example.com (a domain and its subdomains) or *"
+                )
         check_range("serve.jpeg_quality", self.jpeg_quality, 1, 100)
         check_range("serve.health_budgets", self.health_budgets, 1.0, 10_000.0)
         check_range("serve.misses_kept", self.misses_kept, 1, 100_000)

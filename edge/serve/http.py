@@ -4,6 +4,10 @@ Only what the viewer needs: ``GET`` and ``HEAD`` without a body, keep-alive, and
 or streamed responses. Anything else is refused early with the status that says why (400,
 405, 413, 431, 505), so nothing a client sends can make the server buffer more than one
 bounded request head.
+
+The connection's guard (:mod:`edge.serve.guard`), when the server set one in
+:data:`CONNECTION`, gives the deadlines for reading a head and checks each head it reads
+(host name, token lockout) before the request goes anywhere.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 #: the most a request head may take (request line + headers)
@@ -53,20 +58,75 @@ class Request:
         return conn != "close"
 
 
-async def read_request(reader: asyncio.StreamReader, timeout_s: float) -> Request | None:
+class Gate(Protocol):
+    """What :func:`read_request` asks of the connection it reads (``edge.serve.guard.Conn``)."""
+
+    displaced: bool
+
+    def deadlines(self, idle_s: float) -> tuple[float, float]:
+        """(seconds to wait for the head's first byte, seconds from it to the head's end)."""
+        ...
+
+    def reading(self, waiting: bool) -> None:
+        """Whether the connection is waiting for a request head (and so may be displaced)."""
+        ...
+
+    def check(self, req: Request) -> None:
+        """Raise :class:`HttpError` for a head that must not reach the endpoints."""
+        ...
+
+
+#: the current connection's gate, set by the server for each connection's task
+CONNECTION: ContextVar[Gate | None] = ContextVar("edge_serve_connection", default=None)
+
+
+async def read_request(
+    reader: asyncio.StreamReader, timeout_s: float, *, gate: Gate | None = None
+) -> Request | None:
     """The next request head, or None when the client closed (or idled ``timeout_s``)
-    before sending a byte of it. Raises :class:`HttpError` for a bad or oversized head."""
+    before sending a byte of it. Raises :class:`HttpError` for a bad or oversized head, one
+    not complete within the gate's head deadline (408), or one the gate refuses."""
+    gate = gate if gate is not None else CONNECTION.get()
+    if gate is None:
+        return await _read_head(reader, timeout_s, None)
+    gate.reading(True)
     try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
+        req = await _read_head(reader, *gate.deadlines(timeout_s))
+    except HttpError:
+        if gate.displaced:  # closed to make room: nobody to answer
+            return None
+        raise
+    finally:
+        gate.reading(False)
+    if req is None or gate.displaced:
+        return None
+    gate.check(req)
+    return req
+
+
+async def _read_head(
+    reader: asyncio.StreamReader, idle_s: float, head_s: float | None
+) -> Request | None:
+    """A head whose first byte comes within ``idle_s`` and whose end within ``head_s`` of it
+    (``head_s`` None: the whole head within ``idle_s``)."""
+    first = b""
+    try:
+        if head_s is not None:
+            first = await asyncio.wait_for(reader.readexactly(1), idle_s)
+        rest = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), head_s or idle_s)
     except asyncio.IncompleteReadError as e:
-        if not e.partial.strip():
+        if not (first + e.partial).strip():
             return None
         raise HttpError(400, "incomplete request head") from None
     except asyncio.LimitOverrunError:
         raise HttpError(431, f"request head larger than {MAX_HEAD_BYTES} bytes") from None
-    except (asyncio.TimeoutError, ConnectionError):
+    except asyncio.TimeoutError:
+        if first and head_s is not None:
+            raise HttpError(408, f"request head not complete within {head_s:g} s") from None
         return None
-    return parse_head(head)
+    except ConnectionError:
+        return None
+    return parse_head(first + rest)
 
 
 def parse_head(head: bytes) -> Request:

@@ -31,7 +31,8 @@ from edge.frame import Detections, Frame, Image
 from edge.metrics import EdgeMetrics
 from edge.serve.app import App
 from edge.serve.config import Bind, ServeConfig
-from edge.serve.http import MAX_HEAD_BYTES
+from edge.serve.guard import Guard, exposure_warning
+from edge.serve.http import CONNECTION, MAX_HEAD_BYTES
 from edge.serve.hub import FrameHub
 from edge.serve.provider import StatsFn
 from edge.watchdog.record import MissRecord
@@ -90,6 +91,7 @@ class Server:
             misses=self.misses,
             static=load_static(),
         )
+        self.guard = Guard(cfg, clock)  # caps, reserve, host names, token lockouts
         self.address: tuple[str, int] | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -166,6 +168,7 @@ class Server:
             "rendered": self.hub.rendered,
             "dropped": dict(self.app.dropped),
         }
+        out["connections"] = self.guard.stats()
         return out
 
     def health(self) -> tuple[bool, str]:
@@ -230,6 +233,9 @@ class Server:
         if self._error is not None:
             raise self._error
         log.info("serving the live view on %s", self.url)
+        warning = exposure_warning(self.bind, self.cfg.token)
+        if warning is not None:
+            log.warning("%s", warning)
 
     def stop(self, timeout_s: float = 2.0) -> bool:
         """Close every connection and the loop; False if the thread did not end in time."""
@@ -294,13 +300,27 @@ class Server:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
+        conn, victim = self.guard.open(writer.get_extra_info("peername"), writer.transport.abort)
         try:
+            if conn is None:
+                await self.guard.refuse(reader, writer, self.health)
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+                return
+            conn.task = task
+            if victim is not None and victim.task is not None:
+                # let the displaced connection leave the app's count before this one enters
+                await asyncio.wait({victim.task}, timeout=1.0)
+            CONNECTION.set(conn)
             await self.app.handle(reader, writer)
         except asyncio.CancelledError:
             # only stop() cancels connections; ending quietly keeps asyncio's stream callback
             # from logging the cancellation as an error (Python 3.11)
             pass
         finally:
+            if conn is not None:
+                self.guard.release(conn)
             self._conns.discard(task)
 
     async def _folding(self) -> None:

@@ -125,11 +125,18 @@ class Publisher:
 
 
 def get(
-    server: Server, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+    server: Server,
+    path: str,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    *,
+    source: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """One request on a fresh connection: (status, headers lower-cased, body)."""
+    """One request on a fresh connection: (status, headers lower-cased, body); ``source``:
+    the loopback address to connect from (127.0.0.2, ...: another client)."""
     assert server.address is not None
-    conn = http.client.HTTPConnection(*server.address, timeout=TIMEOUT_S)
+    where = (source, 0) if source else None
+    conn = http.client.HTTPConnection(*server.address, timeout=TIMEOUT_S, source_address=where)
     try:
         conn.request(method, path, headers=headers or {})
         r = conn.getresponse()

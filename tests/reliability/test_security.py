@@ -108,10 +108,12 @@ def test_the_checker_finds_a_plain_comparison(tmp_path: Path) -> None:
 
 
 def test_a_flood_of_idle_connections_is_bounded_and_cleared() -> None:
-    """Slowloris: connections that send half a request head and wait. Past the cap they get
-    503 at once; the ones held are closed after ``client_timeout_s``; then the server
-    answers again."""
-    cfg = ServeConfig(http="127.0.0.1:0", max_clients=2, client_timeout_s=0.5)
+    """Slowloris: connections that send half a request head and wait. One address holds at
+    most ``max_connections_per_client`` (16): each newcomer past it closes that address's
+    oldest connection still waiting for a head; the ones held are answered 408 at the
+    header deadline; nobody is refused; then the server answers again. (The caps, the
+    reserve for /healthz and the refusal log: tests/reliability/test_listener.py.)"""
+    cfg = ServeConfig(http="127.0.0.1:0", max_clients=2, header_timeout_s=0.5)
     server = Server(cfg)
     server.start()
     socks: list[socket.socket] = []
@@ -122,11 +124,11 @@ def test_a_flood_of_idle_connections_is_bounded_and_cleared() -> None:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
             socks.append(s)
         first = [_read_all(s) for s in socks]
-        refused = [r for r in first if r.startswith(b"HTTP/1.1 503")]
-        dropped = [r for r in first if r == b""]  # held, then closed at the timeout
-        cap = cfg.max_clients + 64
-        assert len(refused) == len(socks) - cap and len(dropped) == cap
-        assert b"too many connections" in refused[0]
+        timed_out = [r for r in first if r.startswith(b"HTTP/1.1 408")]
+        displaced = [r for r in first if r == b""]  # closed to make room for newer ones
+        assert len(timed_out) + len(displaced) == len(socks)
+        assert len(timed_out) >= cfg.max_connections_per_client  # more only on a stall
+        assert first[-1].startswith(b"HTTP/1.1 408") and b"request head not complete" in first[-1]
         conn = http.client.HTTPConnection(*server.address, timeout=10)
         conn.request("GET", "/")
         assert conn.getresponse().status == 200
@@ -139,6 +141,9 @@ def test_a_flood_of_idle_connections_is_bounded_and_cleared() -> None:
 
 def _read_all(s: socket.socket) -> bytes:
     chunks = []
-    while chunk := s.recv(4096):  # the server closes: b"" (bounded by the socket timeout)
-        chunks.append(chunk)
+    try:
+        while chunk := s.recv(4096):  # the server closes: b"" (bounded by the socket timeout)
+            chunks.append(chunk)
+    except ConnectionResetError:  # closed with our bytes unread: a close all the same
+        pass
     return b"".join(chunks)
