@@ -7,6 +7,7 @@ without importing the root config (which imports every stage's settings).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -18,10 +19,18 @@ T = TypeVar("T")
 
 
 def check_range(key: str, value: float, lo: float | None, hi: float | None) -> None:
+    """Every number from a user goes through here: finite (NaN passes ``<``/``>`` checks, and
+    an infinity is never a sensible timeout or rate) and within ``lo .. hi``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} = {value!r} is not a finite number: expected {_bounds(lo, hi)}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ConfigError(f"{key} = {value!r} is out of range: expected {lo_s} .. {hi_s}")
+        raise ConfigError(f"{key} = {value!r} is out of range: expected {_bounds(lo, hi)}")
+
+
+def _bounds(lo: float | None, hi: float | None) -> str:
+    lo_s = "-inf" if lo is None else f"{lo:g}"
+    hi_s = "inf" if hi is None else f"{hi:g}"
+    return f"{lo_s} .. {hi_s}"
 
 
 def check_choice(key: str, value: str, choices: typing.Iterable[str]) -> None:
@@ -68,7 +77,11 @@ def _coerce(key: str, tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: [{key}] must be a table, got {value!r}")
         return from_mapping(tp, value, where=where, prefix=f"{key}.")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 2**63:  # float(10**400) overflows; nothing here needs such a value
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
         return float(value)
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: {key} must be true/false, got {value!r}")
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
