@@ -22,7 +22,7 @@ def check_range(key: str, value: float, lo: float | None, hi: float | None) -> N
     """Every number from a user goes through here: finite (NaN passes ``<``/``>`` checks, and
     an infinity is never a sensible timeout or rate) and within ``lo .. hi``."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{key} = {value!r} is not a finite number: expected {_bounds(lo, hi)}")
+        raise ConfigError(f"{key} must be a finite number in {_bounds(lo, hi)}, got {value!r}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ConfigError(f"{key} = {value!r} is out of range: expected {_bounds(lo, hi)}")
 
@@ -50,6 +50,9 @@ def _type_name(tp: Any) -> str:
 
 
 def _coerce(key: str, tp: Any, value: Any, where: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value) and _takes_float(tp):
+        # NaN passes every `<` and `>` range check; inf is no timeout, rate or size
+        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -80,8 +83,6 @@ def _coerce(key: str, tp: Any, value: Any, where: str) -> Any:
         if abs(value) > 2**63:  # float(10**400) overflows; nothing here needs such a value
             raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
         return float(value)
-    if tp is float and isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: {key} must be true/false, got {value!r}")
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -89,6 +90,10 @@ def _coerce(key: str, tp: Any, value: Any, where: str) -> Any:
     if tp in (str, float) and not isinstance(value, tp):
         raise ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
     return value
+
+
+def _takes_float(tp: Any) -> bool:
+    return tp is float or float in typing.get_args(tp)
 
 
 def from_mapping(cls: type[T], raw: Mapping[str, Any], *, where: str, prefix: str = "") -> T:

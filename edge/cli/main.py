@@ -66,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C before a command installs its own handler (while the parser imports OpenCV, or
+    # the model loads) ends quietly with 130, like one during the command: no traceback
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.log_json or bool(os.environ.get("JOURNAL_STREAM")))
@@ -77,8 +86,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"edge {args.command}: error: {e}", file=sys.stderr)  # noqa: T201
         return e.exit_code
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,197 @@
+"""Hostile input and careless neighbours (issue 18), through the real ``edge`` command where
+that is what a user sees: numbers that are not finite, a miss log that is someone else's file
+or another process's log, an unwritable or empty miss-log path, a config nested too deeply,
+Ctrl-C before the run has started, images that are empty or would take gigabytes, and
+passwords inside ``gst:`` pipelines.
+
+Every case is one line on stderr that names the problem and the fix, no traceback, and the
+exit status a script can act on (2 for a mistake, 130 for Ctrl-C); or, for a bad frame, a
+counted and skipped frame and a run that goes on. (The loader and the spec parser are
+fuzzed in ``test_fuzz.py``; the miss log's own cases are in ``tests/unit/test_misslog.py``.)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+EDGE = [sys.executable, "-m", "edge.cli.main"]
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT_S = 120.0
+
+
+def edge(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*EDGE, *argv], capture_output=True, text=True, timeout=TIMEOUT_S, cwd=REPO, env=env
+    )
+
+
+def one_error_line(done: subprocess.CompletedProcess[str], needle: str) -> str:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [x for x in done.stderr.splitlines() if "error" in x.lower()]
+    assert len(errors) == 1 and needle in errors[0], done.stderr
+    return errors[0]
+
+
+@pytest.fixture
+def one_image(tmp_path: Path) -> Path:
+    """A folder with one small real image (a gradient), as a source."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    img = np.tile(np.linspace(0, 255, 160, dtype=np.uint8), (120, 1))
+    cv2.imwrite(str(folder / "0001.png"), cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
+    return folder
+
+
+# -- 2: numbers that are not finite -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--budget-ms", "nan", "pipeline.budget_ms must be a finite number, got nan"),
+        ("--fps", "nan", "source.fps must be a finite number, got nan"),
+        ("--fps", "inf", "source.fps must be a finite number, got inf"),
+        ("--budget-ms", "-inf", "pipeline.budget_ms must be a finite number, got -inf"),
+    ],
+)
+def test_a_flag_that_is_not_a_finite_number_is_one_line(
+    one_image: Path, flag: str, value: str, needle: str
+) -> None:
+    done = edge("run", "--source", str(one_image), "--frames", "1", f"{flag}={value}")
+    line = one_error_line(done, needle)
+    assert "command line" in line and "XNNPACK" not in done.stderr  # refused before the model
+
+
+def test_detect_threshold_nan_is_refused_not_silently_empty(one_image: Path) -> None:
+    done = edge("detect", str(one_image / "0001.png"), "--threshold", "nan")
+    one_error_line(done, "model.threshold must be a finite number in 0 .. 1, got nan")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[serve]\nhealth_budgets = nan\n", "serve.health_budgets must be a finite number"),
+        ("[serve]\nclient_timeout_s = nan\n", "serve.client_timeout_s must be a finite number"),
+        ("[serve]\nstream_fps = inf\n", "serve.stream_fps must be a finite number"),
+        ("[watchdog]\nstuck_ms = -inf\n", "watchdog.stuck_ms must be a finite number"),
+        ("[source]\nstall_timeout_s = 1e400\n", "source.stall_timeout_s must be a finite number"),
+    ],
+)
+def test_a_config_number_that_is_not_finite_is_one_line(
+    tmp_path: Path, one_image: Path, text: str, needle: str
+) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    done = edge("run", "--config", str(cfg), "--source", str(one_image), "--frames", "1")
+    assert str(cfg) in one_error_line(done, needle)
+
+
+def test_a_config_nested_too_deeply_is_one_line(tmp_path: Path, one_image: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model]\nname = " + "[" * 2000 + "]" * 2000 + "\n")
+    done = edge("run", "--config", str(cfg), "--source", str(one_image))
+    assert str(cfg) in one_error_line(done, "nests arrays or tables too deeply")
+
+
+# -- 3, 8: the miss log is ours, and one process's ---------------------------------------------
+
+
+def test_run_refuses_a_miss_log_that_is_someone_elses_file(tmp_path: Path, one_image: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n" * 1000)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(notes)
+    for target, needle in ((notes, "is not a miss log"), (link, "is a symbolic link")):
+        done = edge("run", "--source", str(one_image), "--frames", "3", "--miss-log", str(target))
+        one_error_line(done, needle)
+    assert notes.read_text() == "my notes\n" * 1000
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from edge.watchdog.misslog import MissLog
+    log = MissLog(sys.argv[1])
+    print("holding", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    log.close()
+    """
+)
+
+
+def test_a_second_process_on_one_miss_log_is_refused(tmp_path: Path, one_image: Path) -> None:
+    path = tmp_path / "misses.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        done = edge("run", "--source", str(one_image), "--frames", "2", "--miss-log", str(path))
+        one_error_line(done, f"is in use by another process (pid {holder.pid}")
+    finally:
+        holder.communicate("", timeout=TIMEOUT_S)
+    # the lock goes with the process that held it: the next run writes its records
+    done = edge("run", "--source", str(one_image), "--frames", "2", "--miss-log", str(path))
+    assert done.returncode == 0, done.stderr
+    assert '"type":"run"' in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        ("file-as-dir", "a part of its path is a file, not a directory): give another path"),
+        ("empty", "watchdog.miss_log is empty: give a file path, or - for stdout"),
+    ],
+)
+def test_an_unusable_miss_log_path_is_an_error_not_exit_0(
+    tmp_path: Path, one_image: Path, make: str, needle: str
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    path = "" if make == "empty" else str(blocker / "misses.jsonl")
+    done = edge("run", "--source", str(one_image), "--frames", "2", "--miss-log", path)
+    line = one_error_line(done, needle)
+    assert "free space" not in line
+
+
+# -- SIGINT before the run has started ----------------------------------------------------------
+
+INTERRUPT_AT_IMPORT = textwrap.dedent(
+    """
+    # sitecustomize for the test: Ctrl-C arrives while `{module}` is being imported
+    import os, signal, sys
+
+    class _Interrupt:
+        def find_spec(self, name, path=None, target=None):
+            if name == "{module}":
+                sys.meta_path.remove(self)
+                os.kill(os.getpid(), signal.SIGINT)
+            return None
+
+    sys.meta_path.insert(0, _Interrupt())
+    """
+)
+
+
+@pytest.mark.parametrize("module", ["cv2", "edge.detector"])
+def test_ctrl_c_while_starting_is_quiet(tmp_path: Path, one_image: Path, module: str) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(INTERRUPT_AT_IMPORT.format(module=module))
+    env = {**os.environ, "PYTHONPATH": f"{hook}:{REPO}"}
+    done = edge("run", "--source", str(one_image), "--frames", "2", env=env)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
