@@ -94,6 +94,11 @@ class SourceOptions:
                      exponential backoff bounds between reconnect attempts of live sources
     open_timeout_s   how long opening a network stream or camera may take
     stall_timeout_s  a live source that delivers no frame for this long is treated as lost
+    max_image_pixels, max_image_bytes
+                     image files (folders, single images) larger than this, by the size in
+                     their header or on disk, are corrupt frames, never decoded; sequential
+                     JPEGs up to 64 times the pixels are decoded 2-8 times smaller instead
+                     (see :mod:`edge.imagefile`)
     """
 
     fps: float | None = None
@@ -108,6 +113,8 @@ class SourceOptions:
     reconnect_max_s: float = 30.0
     open_timeout_s: float = 10.0
     stall_timeout_s: float = 5.0
+    max_image_pixels: int = 40_000_000  # edge.imagefile.MAX_IMAGE_PIXELS
+    max_image_bytes: int = 128 * 1024 * 1024  # edge.imagefile.MAX_IMAGE_BYTES
 
     def __post_init__(self) -> None:
         if self.fps is not None:
@@ -124,6 +131,9 @@ class SourceOptions:
         check_range("source.reconnect_max_s", self.reconnect_max_s, self.reconnect_min_s, 3600.0)
         check_range("source.open_timeout_s", self.open_timeout_s, 0.1, 600.0)
         check_range("source.stall_timeout_s", self.stall_timeout_s, 0.1, 600.0)
+        # OpenCV itself refuses more than 2**30 pixels (OPENCV_IO_MAX_IMAGE_PIXELS)
+        check_range("source.max_image_pixels", self.max_image_pixels, 4096, 2**30)
+        check_range("source.max_image_bytes", self.max_image_bytes, 1024, 2**32)
 
     @property
     def size(self) -> tuple[int, int] | None:

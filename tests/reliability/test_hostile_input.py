@@ -12,6 +12,7 @@ fuzzed in ``test_fuzz.py``; the miss log's own cases are in ``tests/unit/test_mi
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -195,3 +196,89 @@ def test_ctrl_c_while_starting_is_quiet(tmp_path: Path, one_image: Path, module:
     done = edge("run", "--source", str(one_image), "--frames", "2", env=env)
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
+
+
+# -- 4, 5: images that are empty, endless or would take gigabytes -------------------------------
+
+
+def uniform_png(path: Path, width: int, height: int) -> Path:
+    """A real, valid PNG of one colour (1-bit grey): 30000 x 30000 is under 200 KB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + the row's bits
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+PEAK_RSS = textwrap.dedent(
+    """
+    import resource, subprocess, sys
+    done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+    sys.stderr.write(done.stderr)
+    sys.stdout.write(done.stdout)
+    print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)  # KiB
+    sys.exit(done.returncode)
+    """
+)
+
+
+def test_detect_checks_the_size_before_decoding(tmp_path: Path) -> None:
+    big = uniform_png(tmp_path / "big.png", 30000, 30000)  # 2.7 GB as BGR
+    assert big.stat().st_size < 1_000_000
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *EDGE, "detect", str(big)],
+        capture_output=True, text=True, timeout=TIMEOUT_S, cwd=REPO,
+    )  # fmt: skip
+    *stderr, peak_kib = done.stderr.splitlines()
+    done.stderr = "\n".join(stderr)
+    one_error_line(done, "30000x30000 (900.0 megapixels) is over the limit of 40 megapixels")
+    assert int(peak_kib) < 1024 * 1024, f"peak {int(peak_kib) // 1024} MiB"  # the model, no image
+
+
+def test_detect_decodes_a_large_jpeg_reduced_in_the_files_pixels(tmp_path: Path) -> None:
+    img = np.full((6000, 8000, 3), 90, np.uint8)  # 48 MP: over the 40 MP limit
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 50])
+    done = edge("detect", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    rec = json.loads(done.stdout)
+    assert (rec["width"], rec["height"]) == (8000, 6000) and rec["detections"] == []
+
+
+def test_a_folder_of_bad_files_is_counted_and_the_run_goes_on(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    img = np.tile(np.linspace(0, 255, 160, dtype=np.uint8), (120, 1))
+    cv2.imwrite(str(folder / "01-good.png"), cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
+    (folder / "02-empty.png").write_bytes(b"")
+    (folder / "03-zero.jpg").symlink_to("/dev/zero")
+    os.mkfifo(folder / "04-pipe.png")
+    uniform_png(folder / "05-huge.png", 30000, 30000)
+    cv2.imwrite(str(folder / "06-good.jpg"), cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
+    done = edge("run", "--source", str(folder), "--no-pace", "--json",
+                "--miss-log", str(tmp_path / "m.jsonl"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["source_stats"]["corrupt_frames"] == 4, summary
+    assert summary["frames"]["processed"] == 2, summary
+    # one line per kind of problem a second: unreadable files (empty, device, pipe), too big
+    for needle in ("02-empty.png: the file is empty", "05-huge.png: 30000x30000"):
+        assert needle in done.stderr, done.stderr
+
+
+def test_an_empty_image_as_the_source_is_a_corrupt_frame(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    done = edge("run", "--source", str(empty), "--json", "--miss-log", str(tmp_path / "m.jsonl"))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["source_stats"]["corrupt_frames"] == 1
