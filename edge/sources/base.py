@@ -16,6 +16,7 @@ moment a camera running at that rate would have captured it.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -167,3 +168,24 @@ def jpeg_problem(data: bytes) -> str | None:
     if end[-2:] != b"\xff\xd9":
         return "truncated: no end-of-image marker"
     return None
+
+
+#: ``user:PASSWORD@`` anywhere in a spec: in a stream URL, a URL inside a ``gst:`` pipeline
+#: (``rtspsrc location=rtsp://u:pw@...``), or a mistyped one (``rtsp:/u:pw@``, ``u:pw@host``);
+#: the password runs to the last ``@`` before the next ``/`` or space
+_URL_PASSWORD = re.compile(r"(?P<head>[^\s/@:]*:)(?P<pw>[^\s/]*)@")
+#: GStreamer properties that carry a password (rtspsrc ``user-pw``, souphttpsrc
+#: ``proxy-pw``, ...), quoted or not
+_PW_PROPERTY = re.compile(
+    r"(?P<head>\b[\w-]*(?:-pw|passwd|password)\s*=\s*)(?P<pw>\"[^\"]*\"|'[^']*'|[^\s!]+)",
+    re.IGNORECASE,
+)
+
+
+def redact(spec: str) -> str:
+    """``spec`` as it may be shown: every password in it replaced by ``***``. This is the one
+    place a source's display name is made (``SourceSpec.spec``, the source's ``name``), and
+    that name reaches the journal, every miss record, ``/api/stats``, ``/metrics`` and MQTT
+    payloads; error messages about a spec use it too."""
+    shown = _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", spec)
+    return _PW_PROPERTY.sub(lambda m: f"{m['head']}***", shown)

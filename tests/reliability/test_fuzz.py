@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from edge.config import Config
@@ -203,6 +203,31 @@ def test_source_specs_parse_or_list_the_accepted_forms(spec: str) -> None:
     assert isinstance(parsed, SourceSpec) and parsed.kind in {
         "demo", "picamera2", "gst", "stream", "v4l2", "folder", "video"
     }  # fmt: skip
+
+
+passwords = st.text(
+    alphabet=string.ascii_letters + string.digits + "!$%&()*+,;=:@-._~", min_size=6, max_size=16
+).filter(lambda pw: not pw.startswith(("@", ":")))
+spec_with_password = st.sampled_from([
+    "rtsp://user:{pw}@cam:554/s", "rtsp:/user:{pw}@cam/s", "rtsp//user:{pw}@cam/s",
+    "user:{pw}@cam/s", "http://:{pw}@cam/", "ftp://user:{pw}@cam/x",
+    "gst:rtspsrc location=rtsp://user:{pw}@cam/s ! decodebin ! appsink",
+    "gst:rtspsrc location=rtsp://cam/s user-id=u user-pw={pw} ! appsink",
+    'gst:souphttpsrc location=http://cam/x proxy-pw="{pw}" ! appsink',
+])  # fmt: skip
+
+
+@FUZZ
+@given(spec_with_password, passwords)
+def test_a_password_in_a_spec_is_never_shown(template: str, pw: str) -> None:
+    # an unquoted GStreamer property value ends at a space or "!" (gst-launch syntax)
+    assume("user-pw={pw}" not in template or "!" not in pw)
+    spec = template.format(pw=pw)
+    try:
+        shown = parse_spec(spec).spec
+    except ConfigError as e:
+        shown = str(e)
+    assert pw not in shown, shown
 
 
 # -- HTTP -----------------------------------------------------------------------------------

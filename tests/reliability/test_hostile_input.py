@@ -282,3 +282,52 @@ def test_an_empty_image_as_the_source_is_a_corrupt_frame(tmp_path: Path) -> None
     done = edge("run", "--source", str(empty), "--json", "--miss-log", str(tmp_path / "m.jsonl"))
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert json.loads(done.stdout)["source_stats"]["corrupt_frames"] == 1
+
+
+# -- 7: passwords inside gst: pipelines and mistyped URLs ---------------------------------------
+
+SECRET = "s3cret-Pa55"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        f"gst:rtspsrc location=rtsp://admin:{SECRET}@127.0.0.1:9/s ! decodebin ! appsink",
+        f"gst:rtspsrc location=rtsp://127.0.0.1:9/s user-id=admin user-pw={SECRET} ! appsink",
+        f"rtsp:/admin:{SECRET}@127.0.0.1:9/s",  # one slash short
+        f"rtsp//admin:{SECRET}@127.0.0.1:9/s",  # no colon
+        f"admin:{SECRET}@127.0.0.1:9/s",  # no scheme
+        f"ftp://admin:{SECRET}@127.0.0.1/s",  # a scheme we do not read
+    ],
+)
+def test_a_password_in_a_spec_is_never_echoed(tmp_path: Path, spec: str) -> None:
+    done = edge("run", "--source", spec, "--frames", "1", "--miss-log", str(tmp_path / "m"))
+    assert done.returncode == 2, done.stderr  # no GStreamer in pip's OpenCV; the rest: no source
+    assert SECRET not in done.stderr + done.stdout, done.stderr
+    assert "***" in done.stderr, done.stderr
+
+
+def test_the_name_of_a_gst_source_is_redacted_where_every_output_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The name a source carries (``source.name``, each frame's ``source``) is what the
+    journal, miss records, /api/stats, /metrics and MQTT show. pip's OpenCV has no GStreamer,
+    so the pipeline is played by a real MJPEG server through FFmpeg; the name is the spec's."""
+    from edge.sources import SourceOptions, open_source, opencv_live
+    from tests.reliability.outage_rig import StallingMjpegServer, jpeg_parts
+
+    camera = StallingMjpegServer(jpeg_parts(5), fps=30.0)
+    opts = SourceOptions(open_timeout_s=5.0, stall_timeout_s=5.0)
+    monkeypatch.setattr(
+        opencv_live, "gst_spec", lambda p: opencv_live.stream_spec(camera.url, opts)
+    )
+    spec = f"gst:rtspsrc location=rtsp://admin:{SECRET}@cam/s user-pw={SECRET} ! appsink"
+    src = open_source(spec, opts)
+    try:
+        frame = src.read(5.0)
+        assert frame is not None
+        assert SECRET not in src.name and SECRET not in frame.source
+        assert src.name == "gst:rtspsrc location=rtsp://admin:***@cam/s user-pw=*** ! appsink"
+    finally:
+        src.close()
+        camera.stop()
