@@ -322,6 +322,14 @@ class MissLog:
         except BaseException:
             os.close(fd)
             raise
+        held = os.pread(fd, 64, 0)
+        if held.strip() and not held.strip().isdigit():  # someone's file by that name
+            os.close(fd)
+            raise MissLogError(
+                f"miss log {self.path}: {lock_path} is not its lock file (it holds something "
+                "other than a pid): refused, so it is never overwritten; move it away or give "
+                "another --miss-log path"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd

@@ -367,6 +367,14 @@ def test_a_second_writer_of_one_log_is_refused(tmp_path: Path) -> None:
     MissLog(path).close(5)  # released at close
 
 
+def test_a_lock_file_name_taken_by_someone_elses_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    (tmp_path / "m.jsonl.lock").write_text(NOTES)
+    with pytest.raises(MissLogError, match="is not its lock file"):
+        MissLog(path)
+    assert (tmp_path / "m.jsonl.lock").read_text() == NOTES and not path.exists()
+
+
 @pytest.mark.parametrize(
     ("make", "needle"),
     [
