@@ -133,7 +133,14 @@ def decode_bounded(
 
     reduced = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
-    flag = (cv2.IMREAD_COLOR if flags is None else flags) if factor == 1 else reduced[factor]
+    flag = cv2.IMREAD_COLOR if flags is None else flags
+    if factor > 1:
+        # IMREAD_UNCHANGED (-1) ignores EXIF orientation; the reduced decode must do the same,
+        # or the boxes would be in a rotated image's pixels
+        ignore = flag == cv2.IMREAD_UNCHANGED or (
+            flag >= 0 and flag & cv2.IMREAD_IGNORE_ORIENTATION
+        )
+        flag = reduced[factor] | (cv2.IMREAD_IGNORE_ORIENTATION if ignore else 0)
     img: npt.NDArray[Any] | None = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if img is None:
         raise ImageError(f"{name}: not an image OpenCV can decode (or truncated)")

@@ -91,3 +91,23 @@ def test_only_regular_files_of_bounded_size_are_read(tmp_path: Path) -> None:
 
 def test_header_pixels() -> None:
     assert ImageHeader(30000, 30000, "PNG").pixels == 900_000_000
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """``jpeg`` with an APP1 Exif segment holding only the Orientation tag."""
+    import struct
+
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    tiff += struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    body = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+def test_a_reduced_decode_keeps_the_callers_orientation_rule() -> None:
+    ok, buf = cv2.imencode(".jpg", np.full((800, 1000, 3), 90, np.uint8))
+    data = with_exif_orientation(buf.tobytes(), 6)  # "rotate 90° to display"
+    assert image_size(data) == ImageHeader(1000, 800, "JPEG", sequential_jpeg=True)
+    as_stored, f = decode_bounded(data, "x", 300 * 300, cv2.IMREAD_UNCHANGED)  # edge detect
+    assert f == 4 and as_stored.shape[:2] == (200, 250)
+    as_shown, f = decode_bounded(data, "x", 300 * 300)  # IMREAD_COLOR applies the EXIF tag
+    assert f == 4 and as_shown.shape[:2] == (250, 200)
