@@ -124,10 +124,12 @@ def decode_bounded(
         )
     factor = reduction_to_fit(head, max_pixels)
     if factor is None:
+        progressive = head.format == "JPEG" and not head.sequential_jpeg
+        why = " (a progressive JPEG is not decoded smaller)" if progressive else ""
         raise ImageError(
             f"{name}: {head.width}x{head.height} ({head.pixels / 1e6:.1f} megapixels) is over "
-            f"the limit of {max_pixels / 1e6:g} megapixels (source.max_image_pixels): scale "
-            "the image down, or raise the limit if this device has the memory"
+            f"the limit of {max_pixels / 1e6:g} megapixels{why} (source.max_image_pixels): "
+            "scale the image down, or raise the limit if this device has the memory"
         )
     import cv2  # here, so that the config (which names the limits) does not load OpenCV
 
