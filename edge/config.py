@@ -87,6 +87,11 @@ class Config:
             raise ConfigError(f"config file {p} cannot be read: {e}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+        except RecursionError:  # tomllib parses nested arrays and tables recursively
+            raise ConfigError(
+                f"config file {p} nests arrays or tables too deeply for a config: "
+                "expected at most a few levels"
+            ) from None
         return from_mapping(cls, raw, where=str(p))
 
     def merged(self, overrides: Mapping[str, Any]) -> Config:

@@ -14,8 +14,9 @@ EdgeError
 ├── DelegateError (OSError)           a delegate library could not be loaded
 ├── RuntimeMissing (ImportError)      no LiteRT / TFLite runtime installed
 ├── ImageError (ValueError)           an input image cannot be read or decoded
-└── SourceError (OSError)             a capture source cannot be opened or has failed
-    └── SourceNotFound (FileNotFoundError)  a video file that is not there (deleted, moved)
+├── SourceError (OSError)             a capture source cannot be opened or has failed
+│   └── SourceNotFound (FileNotFoundError)  a video file that is not there (deleted, moved)
+└── MissLogError (OSError)            the miss log cannot be opened, is not ours, or is in use
 """
 
 from __future__ import annotations
@@ -70,3 +71,8 @@ class SourceError(EdgeError, OSError):
 
 class SourceNotFound(SourceError, FileNotFoundError):
     """A video file that does not exist (never there, or deleted or moved since)."""
+
+
+class MissLogError(EdgeError, OSError):
+    """The miss log cannot be opened at start, is another file (not a miss log, a symbolic
+    link), or is locked by another process."""

@@ -161,7 +161,7 @@ def read_lines(lines: Iterable[str], name: str, into: Loaded) -> None:
                 into.ignored += 1
                 continue
             t = parse_ts(rec.ts)
-        except (ValueError, TypeError, AttributeError) as e:
+        except (ValueError, TypeError, AttributeError, RecursionError) as e:
             into.bad_lines += 1
             if into.first_bad is None:
                 into.first_bad = f"{name}:{number}: {str(e)[:120]}"

@@ -22,6 +22,7 @@ from typing import Any
 
 from edge.config import tomllib
 from edge.errors import ChecksumMismatch, ConfigError, FetchError, ModelNotFound
+from edge.validate import check_range
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class Manifest:
             raise ModelNotFound(f"model manifest {path} does not exist") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"model manifest {path} is not valid TOML: {e}") from None
+        except RecursionError:  # tomllib parses nested arrays and tables recursively
+            raise ConfigError(f"model manifest {path} nests arrays or tables too deeply") from None
         self.wheels = {k: Wheel(key=k, **v) for k, v in raw.get("wheels", {}).items()}
         self.models = {k: self._spec(k, v) for k, v in raw.get("models", {}).items()}
 
@@ -108,9 +111,9 @@ class Manifest:
             resize=m.get("resize", "letterbox"),
             labels=tuple(m.get("labels", ())),
             keypoint_names=tuple(m.get("keypoints", ())),
-            threshold=float(m.get("threshold", 0.5)),
+            threshold=_finite(self.path, name, "threshold", m.get("threshold", 0.5)),
             nms_kind=nms.get("kind", "greedy"),
-            iou=float(nms.get("iou", 0.45)),
+            iou=_finite(self.path, name, "nms.iou", nms.get("iou", 0.45)),
             family=dec.pop("family", None),
             decoder_params=dec,
         )
@@ -123,6 +126,15 @@ class Manifest:
                 f"unknown model {name!r}: known models are {', '.join(self.models)}; or give a "
                 "path to a .tflite file"
             ) from None
+
+
+def _finite(path: Path, model: str, key: str, value: Any) -> float:
+    """A manifest's number in 0 .. 1 (a NaN threshold would silently find nothing)."""
+    try:
+        check_range(f"models.{model}.{key}", float(value), 0.0, 1.0)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model manifest {path}: {e}") from None
+    return float(value)
 
 
 def load_manifest(models_dir: str | Path | None = None) -> Manifest:

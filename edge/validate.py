@@ -7,6 +7,7 @@ without importing the root config (which imports every stage's settings).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -18,10 +19,18 @@ T = TypeVar("T")
 
 
 def check_range(key: str, value: float, lo: float | None, hi: float | None) -> None:
+    """Every number from a user goes through here: finite (NaN passes ``<``/``>`` checks, and
+    an infinity is never a sensible timeout or rate) and within ``lo .. hi``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number in {_bounds(lo, hi)}, got {value!r}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ConfigError(f"{key} = {value!r} is out of range: expected {lo_s} .. {hi_s}")
+        raise ConfigError(f"{key} = {value!r} is out of range: expected {_bounds(lo, hi)}")
+
+
+def _bounds(lo: float | None, hi: float | None) -> str:
+    lo_s = "-inf" if lo is None else f"{lo:g}"
+    hi_s = "inf" if hi is None else f"{hi:g}"
+    return f"{lo_s} .. {hi_s}"
 
 
 def check_choice(key: str, value: str, choices: typing.Iterable[str]) -> None:
@@ -48,6 +57,9 @@ def _type_name(tp: Any) -> str:
 
 
 def _coerce(key: str, tp: Any, value: Any, where: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value) and _takes_float(tp):
+        # NaN passes every `<` and `>` range check; inf is no timeout, rate or size
+        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -75,6 +87,8 @@ def _coerce(key: str, tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: [{key}] must be a table, got {value!r}")
         return from_mapping(tp, value, where=where, prefix=f"{key}.")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 2**63:  # float(10**400) overflows; nothing here needs such a value
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
         return float(value)
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"{where}: {key} must be true/false, got {value!r}")
@@ -83,6 +97,10 @@ def _coerce(key: str, tp: Any, value: Any, where: str) -> Any:
     if tp in (str, float) and not isinstance(value, tp):
         raise ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
     return value
+
+
+def _takes_float(tp: Any) -> bool:
+    return tp is float or float in typing.get_args(tp)
 
 
 def from_mapping(cls: type[T], raw: Mapping[str, Any], *, where: str, prefix: str = "") -> T:

@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from edge.config import ModelConfig
 from edge.detector import Detector, load_detector
 from edge.errors import EdgeError, ImageError
 from edge.frame import Detections, Image
+from edge.imagefile import decode_bounded, image_size, read_image_file, scaled
 from edge.overlay import draw
 from edge.preprocess import to_bgr8
+from edge.sources.base import SourceOptions
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -79,35 +80,34 @@ def add_parser(sub: Any) -> None:
 
 def read_image(path: str) -> Image:
     """Any image OpenCV can read, as BGR uint8; one clear ImageError otherwise."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
-    except OSError as e:
-        raise ImageError(f"{path}: cannot be read: {e.strerror}") from None
-    if not data:
-        raise ImageError(f"{path}: the file is empty")
+    return read_image_scaled(path)[0]
+
+
+def read_image_scaled(path: str) -> tuple[Image, int, tuple[int, int]]:
+    """(BGR uint8 image, how many times smaller it was decoded, the file's own width and
+    height): a regular file of bounded size, its header's size checked before decoding
+    (see :mod:`edge.imagefile`)."""
+    limits = SourceOptions()  # the [source] defaults: `edge detect` reads no config
+    data = read_image_file(path, limits.max_image_bytes)
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
         raise ImageError(f"{path}: truncated JPEG (no end-of-image marker); re-copy the file")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageError(f"{path}: not an image OpenCV can decode (or truncated)")
-    return to_bgr8(img)
+    img, factor = decode_bounded(data, path, limits.max_image_pixels, cv2.IMREAD_UNCHANGED)
+    h, w = img.shape[:2]
+    head = image_size(data) if factor > 1 else None
+    return to_bgr8(img), factor, (head.width, head.height) if head else (w, h)
 
 
 def detect_one(det: Detector, path: str) -> tuple[dict[str, Any], Image, Detections]:
     t0 = time.perf_counter_ns()
-    img = read_image(path)
+    img, factor, (width, height) = read_image_scaled(path)
     times: dict[str, int] = {"decode": time.perf_counter_ns() - t0}
     d = det.detect(img, times)
+    shown = scaled(d, factor)  # in the file's own pixels, as if decoded at full size
     rec = {
         "source": path,
-        "width": int(img.shape[1]),
-        "height": int(img.shape[0]),
-        "detections": d.to_dicts(),
+        "width": width,
+        "height": height,
+        "detections": shown.to_dicts(),
         "timings_ms": {k: round(v / 1e6, 3) for k, v in times.items()},
     }
     return rec, img, d

@@ -115,6 +115,15 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C before a command installs its own handler (while the parser imports OpenCV, or
+    # the model loads) ends quietly with 130, like one during the command: no traceback
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
     setup_logging(args.verbose, args.log_json or bool(os.environ.get("JOURNAL_STREAM")))
@@ -126,8 +135,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"edge {args.command}: error: {e}", file=sys.stderr)  # noqa: T201
         return e.exit_code
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # `edge doctor | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

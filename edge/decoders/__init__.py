@@ -45,7 +45,8 @@ def build_decoder(
         why = "; ".join(f"{n}: {r}" for n, r in reasons.items())
         raise ModelInvalid(
             f"no decoder fits the model's outputs [{describe_outputs(outputs)}] ({why}); "
-            "pass --decoder FAMILY with its parameters, or use a supported model"
+            "choose a family with --decoder (a mediapipe model also needs its anchor options "
+            "in a manifest.toml found through --models-dir or model.dir), or use a supported model"
         )
     raise ModelInvalid(
         f"the model's outputs [{describe_outputs(outputs)}] fit several decoders "

@@ -164,7 +164,10 @@ class MediaPipeDecoder(Decoder):
             return split
         n = outputs[split[0]].shape[1]
         if "strides" not in spec.params:
-            return "needs anchor options (strides, ...) from the manifest or --decoder-param"
+            return (
+                "needs anchor options (strides, ...): a [models.NAME.decoder] table in a "
+                "manifest.toml (see models/manifest.toml) found through --models-dir or model.dir"
+            )
         anchors = ssd_anchors(spec.params, spec.input_w, spec.input_h)
         if anchors.shape[0] != n:
             return f"anchor options give {anchors.shape[0]} anchors, the model has {n}"

@@ -115,6 +115,11 @@ class WatchdogConfig:
     run_record_s: float = 60.0
 
     def __post_init__(self) -> None:
+        if self.miss_log is not None and not self.miss_log.strip():
+            raise ConfigError(
+                "watchdog.miss_log is empty: give a file path, or - for stdout (leave it out "
+                "for the default)"
+            )
         check_range("watchdog.max_bytes", self.max_bytes, 4096, None)
         check_range("watchdog.backups", self.backups, 0, 1000)
         check_range("watchdog.stuck_ms", self.stuck_ms, 0.0, 600_000.0)

@@ -16,6 +16,7 @@ moment a camera running at that rate would have captured it.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -94,6 +95,11 @@ class SourceOptions:
                      exponential backoff bounds between reconnect attempts of live sources
     open_timeout_s   how long opening a network stream or camera may take
     stall_timeout_s  a live source that delivers no frame for this long is treated as lost
+    max_image_pixels, max_image_bytes
+                     image files (folders, single images) larger than this, by the size in
+                     their header or on disk, are corrupt frames, never decoded; sequential
+                     JPEGs up to 64 times the pixels are decoded 2-8 times smaller instead
+                     (see :mod:`edge.imagefile`)
     """
 
     fps: float | None = None
@@ -108,6 +114,8 @@ class SourceOptions:
     reconnect_max_s: float = 30.0
     open_timeout_s: float = 10.0
     stall_timeout_s: float = 5.0
+    max_image_pixels: int = 40_000_000  # edge.imagefile.MAX_IMAGE_PIXELS
+    max_image_bytes: int = 128 * 1024 * 1024  # edge.imagefile.MAX_IMAGE_BYTES
 
     def __post_init__(self) -> None:
         if self.fps is not None:
@@ -124,6 +132,9 @@ class SourceOptions:
         check_range("source.reconnect_max_s", self.reconnect_max_s, self.reconnect_min_s, 3600.0)
         check_range("source.open_timeout_s", self.open_timeout_s, 0.1, 600.0)
         check_range("source.stall_timeout_s", self.stall_timeout_s, 0.1, 600.0)
+        # OpenCV itself refuses more than 2**30 pixels (OPENCV_IO_MAX_IMAGE_PIXELS)
+        check_range("source.max_image_pixels", self.max_image_pixels, 4096, 2**30)
+        check_range("source.max_image_bytes", self.max_image_bytes, 1024, 2**32)
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -157,3 +168,24 @@ def jpeg_problem(data: bytes) -> str | None:
     if end[-2:] != b"\xff\xd9":
         return "truncated: no end-of-image marker"
     return None
+
+
+#: ``user:PASSWORD@`` anywhere in a spec: in a stream URL, a URL inside a ``gst:`` pipeline
+#: (``rtspsrc location=rtsp://u:pw@...``), or a mistyped one (``rtsp:/u:pw@``, ``u:pw@host``);
+#: the password runs to the last ``@`` before the next ``/`` or space
+_URL_PASSWORD = re.compile(r"(?P<head>[^\s/@:]*:)(?P<pw>[^\s/]*)@")
+#: GStreamer properties that carry a password (rtspsrc ``user-pw``, souphttpsrc
+#: ``proxy-pw``, ...), quoted or not
+_PW_PROPERTY = re.compile(
+    r"(?P<head>\b[\w-]*(?:-pw|passwd|password)\s*=\s*)(?P<pw>\"[^\"]*\"|'[^']*'|[^\s!]+)",
+    re.IGNORECASE,
+)
+
+
+def redact(spec: str) -> str:
+    """``spec`` as it may be shown: every password in it replaced by ``***``. This is the one
+    place a source's display name is made (``SourceSpec.spec``, the source's ``name``), and
+    that name reaches the journal, every miss record, ``/api/stats``, ``/metrics`` and MQTT
+    payloads; error messages about a spec use it too."""
+    shown = _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", spec)
+    return _PW_PROPERTY.sub(lambda m: f"{m['head']}***", shown)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import cast
 
 import cv2
-import numpy as np
 
 from edge.clock import Clock
-from edge.errors import SourceError, SourceNotFound
+from edge.errors import ImageError, SourceError, SourceNotFound
 from edge.frame import Frame, Image
+from edge.imagefile import decode_bounded, image_size, read_image_file
 from edge.samples import sample_path
 from edge.sources.base import CorruptFrame, EndOfStream, SourceOptions, jpeg_problem
 from edge.sources.pacing import Pacer
@@ -216,6 +216,7 @@ class ImageFolderSource(_PacedFootage):
         super().__init__(name, opts.fps or DEFAULT_FPS, opts, clock, seq)
         self.paths = list(paths)
         self._raw_jpeg = opts.raw_jpeg
+        self._max_pixels, self._max_bytes = opts.max_image_pixels, opts.max_image_bytes
         self._loop = loop
         self._index = 0
 
@@ -234,18 +235,21 @@ class ImageFolderSource(_PacedFootage):
 
     def _load(self) -> Payload:
         path = self._take()
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise CorruptFrame(f"{path}: cannot be read: {e}", kind="unreadable") from None
+        try:  # a regular file of bounded size only: never a device, a pipe, or an empty file
+            data = read_image_file(path, self._max_bytes)
+        except ImageError as e:
+            raise CorruptFrame(str(e), kind="unreadable") from None
         if data[:2] == b"\xff\xd8" and self._raw_jpeg:
             problem = jpeg_problem(data)
             if problem:
                 raise CorruptFrame(f"{path}: {problem}", kind="jpeg")
-            return None, data
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise CorruptFrame(f"{path}: not a decodable image", kind="decode")
+            head = image_size(data)
+            if head is not None and head.pixels <= self._max_pixels:
+                return None, data  # the worker decodes it, reduced as far as the model allows
+        try:  # sizes are checked from the header before anything is allocated
+            image, _ = decode_bounded(data, str(path), self._max_pixels)
+        except ImageError as e:
+            raise CorruptFrame(str(e), kind="decode") from None
         return cast(Image, image), None
 
     def _skip_one(self) -> None:

@@ -27,7 +27,7 @@ import cv2
 from edge.clock import Clock
 from edge.errors import SourceError
 from edge.frame import Frame, Image
-from edge.sources.base import CorruptFrame, SourceOptions, jpeg_problem
+from edge.sources.base import CorruptFrame, SourceOptions, jpeg_problem, redact
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ def stream_spec(url: str, opts: SourceOptions) -> CaptureSpec:
 def gst_spec(pipeline: str) -> CaptureSpec:
     if not has_gstreamer():
         raise SourceError(
-            f"source 'gst:{pipeline}': this OpenCV ({cv2.__version__}) has no GStreamer "
-            "(pip's opencv-python wheels never do). Use the system OpenCV: apt install "
+            f"source {redact('gst:' + pipeline)!r}: this OpenCV ({cv2.__version__}) has no "
+            "GStreamer (pip's opencv-python wheels never do). Use the system OpenCV: apt install "
             "python3-opencv, make the venv with --system-site-packages, and remove pip's opencv"
         )
     return CaptureSpec(pipeline, cv2.CAP_GSTREAMER)

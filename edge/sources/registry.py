@@ -21,16 +21,16 @@ Live kinds (cameras, streams) are reopened with backoff when they fail.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from edge.clock import MONOTONIC, Clock
 from edge.errors import ConfigError
 from edge.sources import files, opencv_live
-from edge.sources.base import ACCEPTED_FORMS, Source, SourceOptions, new_seq
+from edge.sources.base import ACCEPTED_FORMS, Source, SourceOptions, new_seq, redact
 from edge.sources.supervisor import SupervisedSource
 
 _STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
@@ -51,7 +51,7 @@ class SourceSpec:
 
 
 def _bad(spec: str, why: str) -> ConfigError:
-    return ConfigError(f"source {spec!r}: {why}; accepted: {ACCEPTED_FORMS}")
+    return ConfigError(f"source {redact(spec)!r}: {why}; accepted: {ACCEPTED_FORMS}")
 
 
 def _parse_prefixed(spec: str) -> SourceSpec | None:
@@ -72,20 +72,15 @@ def _parse_prefixed(spec: str) -> SourceSpec | None:
     return None
 
 
-def redact(spec: str) -> str:
-    """``spec`` as it may be shown: a stream URL's password replaced by ``***``. The name of
-    a source reaches the journal, every miss record, ``/api/stats`` and MQTT payloads."""
-    try:
-        parts = urlsplit(spec)
-        if not parts.password:
-            return spec
-    except ValueError:  # not a URL urlsplit can take apart: nothing to hide in it
-        return spec
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
 def parse_spec(spec: str) -> SourceSpec:
+    """What ``spec`` names; its ``spec`` field, the source's name wherever it is shown, has
+    every password replaced by ``***`` (:func:`~edge.sources.base.redact`); ``target`` is
+    what is opened."""
+    parsed = _parse(spec)
+    return dataclasses.replace(parsed, spec=redact(parsed.spec))
+
+
+def _parse(spec: str) -> SourceSpec:
     spec = spec.strip()
     if not spec:
         raise _bad(spec, "empty")
@@ -93,9 +88,9 @@ def parse_spec(spec: str) -> SourceSpec:
     if prefixed is not None:
         return prefixed
     if spec.lower().startswith(_STREAM_SCHEMES):
-        return SourceSpec(redact(spec), "stream", spec)  # shown redacted, opened as given
+        return SourceSpec(spec, "stream", spec)
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", spec):
-        raise _bad(redact(spec), "unsupported URL scheme (rtsp, rtsps, http and https are)")
+        raise _bad(spec, "unsupported URL scheme (rtsp, rtsps, http and https are)")
     if opencv_live.accepted_v4l2(spec):
         return SourceSpec(spec, "v4l2", spec)
     try:

@@ -12,19 +12,32 @@ Rotation follows ``logging.handlers.RotatingFileHandler``: when the next line wo
 file past ``max_bytes``, ``path.N-1`` becomes ``path.N`` ... ``path`` becomes ``path.1``;
 ``backups=0`` truncates instead. The path ``-`` writes to stdout, each line prefixed with
 :data:`JOURNAL_PREFIX`, which is how a systemd service puts its records in the journal.
+
+Every file written is ours: the log is opened with ``O_NOFOLLOW`` (a symbolic link is refused,
+never followed into someone else's file), a non-empty file is adopted only when its first line
+is a miss-log record, and the file made after a rotation is created with ``O_EXCL``. One
+process writes a log: an exclusive ``flock`` on ``PATH.lock`` beside it is held for the life of
+the :class:`MissLog` (two writers rotating one file lose records). By default the constructor
+opens the file, so each of these is a :class:`~edge.errors.MissLogError` at start; a pipe or
+a character device (``/dev/null``) is opened by the writer thread, never locked or rotated.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
 import logging
 import os
 import queue
+import stat
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, cast
 
 from edge.clock import MONOTONIC, Clock
+from edge.errors import MissLogError
 from edge.watchdog.record import MissRecord
 
 log = logging.getLogger(__name__)
@@ -34,6 +47,10 @@ JOURNAL_PREFIX = "edge-miss "
 
 _STOP = object()
 _BATCH = 256
+#: how much of an existing file is read to find its first line
+_FIRST_LINE_MAX = 64 * 1024
+#: how every record line starts (``to_json`` puts ``type`` first, without spaces)
+_RECORD_HEADS = (b'{"type":"miss"', b'{"type":"run"')
 
 
 class JsonRecord(Protocol):
@@ -53,7 +70,11 @@ class MissLog:
         clock: Clock = MONOTONIC,
         retry_s: float = 1.0,
         error_log_interval_s: float = 60.0,
+        open_now: bool = True,
     ) -> None:
+        """``open_now``: open (and lock) the file here, raising :class:`MissLogError` when it
+        cannot be opened or is not ours; False leaves even the first open to the writer thread,
+        where every failure is counted and retried like a disk that fails later."""
         if max_bytes < 1 or backups < 0 or queue_size < 1:
             raise ValueError(
                 f"expected max_bytes >= 1, backups >= 0, queue_size >= 1; got {max_bytes}, "
@@ -70,12 +91,15 @@ class MissLog:
         self._closing = False
         self._counts = {"written": 0, "lost": 0, "write_errors": 0, "rotations": 0}
         self._fd: int | None = None
+        self._lock_fd: int | None = None
         self._file_id: tuple[int, int] | None = None
         self._size = 0
         self._broken = False
         self._lost_while_broken = 0
         self._next_retry_ns = 0
         self._last_error_log_ns: int | None = None
+        if open_now and self.path is not None and not _is_stream(self.path):
+            self._open_at_start()
         self._thread = threading.Thread(target=self._run, name="miss-log", daemon=True)
         self._thread.start()
 
@@ -159,6 +183,7 @@ class MissLog:
                     return
         finally:
             self._close_fd()
+            self._unlock()
 
     def _write_batch_guarded(self, lines: list[object]) -> int:
         try:
@@ -234,17 +259,85 @@ class MissLog:
             return False
         return (st.st_dev, st.st_ino) == self._file_id
 
-    def _open(self) -> None:
+    def _open_at_start(self) -> None:
+        assert self.path is not None
+        try:
+            self._open()
+        except MissLogError:
+            self._unlock()
+            raise
+        except OSError as e:
+            self._close_fd()
+            self._unlock()
+            raise MissLogError(
+                f"miss log {self.path} cannot be opened ({_reason(e)}): {_fix(e)}"
+            ) from None
+
+    def _open(self, fresh: bool = False) -> None:
+        """Open (creating) the log; ``fresh``: it must not exist (just rotated away)."""
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        fd = os.open(self.path, flags, 0o644)
-        st = os.fstat(fd)
+        if _is_stream(self.path):  # a pipe or a device: append, nothing to lock or rotate
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+            st = os.fstat(fd)
+            self._fd, self._file_id, self._size = fd, (st.st_dev, st.st_ino), 0
+            return
+        if self._lock_fd is None:
+            self._lock()
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = _open_nofollow(self.path, flags | (os.O_EXCL if fresh else 0))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise MissLogError(
+                    f"miss log {self.path} is not a regular file: give a file path for "
+                    "--miss-log (or - for stdout)"
+                )
+            if st.st_size:
+                _check_ours(self.path, fd)
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd, self._file_id, self._size = fd, (st.st_dev, st.st_ino), st.st_size
         # a write cut short by a full disk leaves half a line: end it, so the next record
         # starts on a line of its own and readers count one bad line, not two
-        if self._size and _last_byte(self.path) != b"\n":
+        if self._size and os.pread(fd, 1, self._size - 1) != b"\n":
             self._write_all(b"\n")
+
+    def _lock(self) -> None:
+        """Hold ``PATH.lock`` exclusively: one writer per log, a clear error for a second."""
+        assert self.path is not None
+        lock_path = self.path.with_name(f"{self.path.name}.lock")
+        fd = _open_nofollow(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise MissLogError(
+                f"miss log {self.path} is in use by another process (pid {holder}, holding "
+                f"{lock_path}): one process writes a log; give this run its own --miss-log "
+                "path, or stop the other one"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        held = os.pread(fd, 64, 0)
+        if held.strip() and not held.strip().isdigit():  # someone's file by that name
+            os.close(fd)
+            raise MissLogError(
+                f"miss log {self.path}: {lock_path} is not its lock file (it holds something "
+                "other than a pid): refused, so it is never overwritten; move it away or give "
+                "another --miss-log path"
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the flock; the file stays (removing it would race)
 
     def _append(self, chunk: bytes) -> None:
         if self.path is not None and self._size and self._size + len(chunk) > self.max_bytes:
@@ -260,6 +353,9 @@ class MissLog:
             view = view[n:]
 
     def _rotate(self) -> None:
+        # only the file this process opened and checked is truncated or renamed (the
+        # descriptor is ours, and _same_file ran before this batch); renaming moves a link
+        # itself, never what it points at; the new file must be new (O_EXCL)
         assert self.path is not None and self._fd is not None
         if self.backups == 0:
             os.ftruncate(self._fd, 0)
@@ -268,10 +364,10 @@ class MissLog:
             self._close_fd()
             for i in range(self.backups - 1, 0, -1):
                 older = self.path.with_name(f"{self.path.name}.{i}")
-                if older.exists():
+                if os.path.lexists(older):
                     os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-            self._open()
+            self._open(fresh=True)
         with self._cond:
             self._counts["rotations"] += 1
 
@@ -294,13 +390,15 @@ class MissLog:
         last = self._last_error_log_ns
         if last is None or now - last >= self._error_log_ns:
             self._last_error_log_ns = now
-            log.error(
-                "miss log %s: cannot write (%s); %d miss records lost so far. The pipeline "
-                "goes on; free space or fix the disk and logging resumes by itself",
-                self.path or "stdout",
-                err,
-                total_lost,
-            )
+            if isinstance(err, MissLogError):  # the file is not ours (any more)
+                what = f"{err}; {total_lost} miss records lost so far. The pipeline goes on"
+            else:
+                what = (
+                    f"miss log {self.path or 'stdout'}: cannot write ({_reason(err)}); "
+                    f"{total_lost} miss records lost so far. The pipeline goes on; "
+                    f"{_fix(err)}, and logging resumes by itself"
+                )
+            log.error("%s", what)
 
     def _recovered(self) -> None:
         log.warning(
@@ -312,10 +410,66 @@ class MissLog:
         self._lost_while_broken = 0
 
 
-def _last_byte(path: Path) -> bytes:
-    with path.open("rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1)
+def _is_stream(path: Path) -> bool:
+    """A pipe or a character device (``/dev/null``) already at ``path`` (not followed)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def _open_nofollow(path: Path, flags: int) -> int:
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW on a symbolic link
+            raise MissLogError(
+                f"miss log {path} is a symbolic link: refused (it could point at anyone's "
+                "file); give the real path"
+            ) from None
+        raise
+
+
+def _check_ours(path: Path, fd: int) -> None:
+    """Refuse a non-empty file whose first line is not a miss-log record."""
+    head = os.pread(fd, _FIRST_LINE_MAX, 0)
+    line, newline, _ = head.partition(b"\n")
+    if not newline:  # one line, maybe cut short by a full disk: judge by how it starts
+        ours = line.startswith(_RECORD_HEADS)
+    else:
+        try:
+            data = json.loads(line)
+        except (ValueError, RecursionError):
+            data = None
+        ours = isinstance(data, dict) and data.get("type") in ("miss", "run")
+    if not ours:
+        raise MissLogError(
+            f"miss log {path} is an existing file that is not a miss log (its first line is "
+            "not a miss or run record): refused, so it is never overwritten; give another "
+            "--miss-log path, or move the file away"
+        )
+
+
+def _reason(err: OSError) -> str:
+    if err.errno == errno.EEXIST:  # from mkdir: a file where a directory must be
+        return "a part of its path is a file, not a directory"
+    return err.strerror or str(err)
+
+
+def _fix(err: OSError) -> str:
+    """What to do about a miss log that cannot be written, by the kind of failure."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "free space on its disk"
+    if err.errno == errno.EROFS:
+        return "its file system is read-only: remount it read-write or give another path"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "fix the permissions of the file and its directory, or give another path"
+    if err.errno == errno.EISDIR:
+        return "give a file path, not a directory"
+    if err.errno in (errno.ENOTDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG):
+        return "give another path"
+    return "fix the disk or give another path"
 
 
 class MissSummary:

@@ -11,13 +11,14 @@ examples it finds in ``.hypothesis/``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import string
 import typing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from edge.config import Config
@@ -72,6 +73,8 @@ def section_tables(draw: st.DrawFn) -> dict[str, Any]:
 @example({"source": {"spec": 3, "fps": -1}})
 @example({"serve": {"http": "127.0.0.1:" + "9" * 5000}})
 @example({"serve": {"http": "127.0.0.1:\u00b2"}})
+@example({"serve": {"health_budgets": float("nan")}, "source": {"fps": float("inf")}})
+@example({"model": {"threshold": float("nan")}, "mqtt": {"leave_s": float("-inf")}})
 def test_config_tables_load_or_name_the_problem(raw: dict[str, Any]) -> None:
     try:
         cfg = from_mapping(Config, raw, where="fuzz.toml")
@@ -79,6 +82,71 @@ def test_config_tables_load_or_name_the_problem(raw: dict[str, Any]) -> None:
         assert str(e).startswith("fuzz.toml: "), str(e)
         return
     assert isinstance(cfg, Config)
+    assert all(math.isfinite(v) for v in floats_in(cfg)), cfg
+
+
+def floats_in(obj: object) -> list[float]:
+    """Every float in a config, however deep (sections, lists, tables)."""
+    if isinstance(obj, float):
+        return [obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [v for f in dataclasses.fields(obj) for v in floats_in(getattr(obj, f.name))]
+    if isinstance(obj, (list, tuple)):
+        return [v for x in obj for v in floats_in(x)]
+    if isinstance(obj, dict):
+        return [v for x in obj.values() for v in floats_in(x)]
+    return []
+
+
+# -- the CLI's float options ------------------------------------------------------------------
+
+float_text = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "-1e999", "1e-999",
+                     "0x10", "1_000", " 30 ", "", "thirty"]),
+)  # fmt: skip
+
+
+@FUZZ
+@given(st.sampled_from(["--fps", "--budget-ms"]), float_text, float_text)
+def test_run_float_flags_are_finite_and_in_range_or_one_error(
+    flag: str, value: str, other: str
+) -> None:
+    from edge.cli.main import build_parser
+    from edge.cli.run import load_config
+
+    second = "--budget-ms" if flag == "--fps" else "--fps"
+    try:
+        args = build_parser().parse_args(["run", f"{flag}={value}", f"{second}={other}"])
+    except SystemExit as e:  # argparse: "invalid float value", one line, exit 2
+        assert e.code == 2
+        return
+    try:
+        cfg = load_config(args)
+    except ConfigError as e:
+        assert str(e).startswith("command line: ") and ("finite" in str(e) or "range" in str(e))
+        return
+    assert math.isfinite(cfg.source.fps or 1.0) and 0.1 <= (cfg.source.fps or 1.0) <= 1000
+    assert math.isfinite(cfg.pipeline.budget_ms or 1.0)
+
+
+@FUZZ
+@given(float_text)
+def test_detect_threshold_is_finite_and_in_range_or_one_error(value: str) -> None:
+    from edge.cli.detect import model_config
+    from edge.cli.main import build_parser
+
+    try:
+        args = build_parser().parse_args(["detect", "x.png", f"--threshold={value}"])
+    except SystemExit as e:
+        assert e.code == 2
+        return
+    try:
+        cfg = model_config(args)
+    except ConfigError as e:
+        assert "model.threshold" in str(e)
+        return
+    assert cfg.threshold is not None and 0.0 <= cfg.threshold <= 1.0
 
 
 toml_text = st.text(alphabet=string.printable, max_size=200) | st.builds(
@@ -135,6 +203,31 @@ def test_source_specs_parse_or_list_the_accepted_forms(spec: str) -> None:
     assert isinstance(parsed, SourceSpec) and parsed.kind in {
         "demo", "picamera2", "gst", "stream", "v4l2", "folder", "video"
     }  # fmt: skip
+
+
+passwords = st.text(
+    alphabet=string.ascii_letters + string.digits + "!$%&()*+,;=:@-._~", min_size=6, max_size=16
+).filter(lambda pw: not pw.startswith(("@", ":")))
+spec_with_password = st.sampled_from([
+    "rtsp://user:{pw}@cam:554/s", "rtsp:/user:{pw}@cam/s", "rtsp//user:{pw}@cam/s",
+    "user:{pw}@cam/s", "http://:{pw}@cam/", "ftp://user:{pw}@cam/x",
+    "gst:rtspsrc location=rtsp://user:{pw}@cam/s ! decodebin ! appsink",
+    "gst:rtspsrc location=rtsp://cam/s user-id=u user-pw={pw} ! appsink",
+    'gst:souphttpsrc location=http://cam/x proxy-pw="{pw}" ! appsink',
+])  # fmt: skip
+
+
+@FUZZ
+@given(spec_with_password, passwords)
+def test_a_password_in_a_spec_is_never_shown(template: str, pw: str) -> None:
+    # an unquoted GStreamer property value ends at a space or "!" (gst-launch syntax)
+    assume("user-pw={pw}" not in template or "!" not in pw)
+    spec = template.format(pw=pw)
+    try:
+        shown = parse_spec(spec).spec
+    except ConfigError as e:
+        shown = str(e)
+    assert pw not in shown, shown
 
 
 # -- HTTP -----------------------------------------------------------------------------------

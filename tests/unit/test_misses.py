@@ -196,14 +196,15 @@ def test_bad_lines_are_counted_not_fatal(
 ) -> None:
     path = tmp_path / "m.jsonl"
     good = make_misses(4)
-    bad = ["not json", '{"type":"miss","frame":1}', "[1,2]", '{"type":"miss","fra', ""]
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads: RecursionError, not ValueError
+    bad = ["not json", '{"type":"miss","frame":1}', "[1,2]", '{"type":"miss","fra', "", deep]
     path.write_text("\n".join([good[0].to_json(), *bad, *(g.to_json() for g in good[1:])]))
     code, out, _ = cli_run([str(path), "--json"], capsys, monkeypatch)
     r = json.loads(out)
-    assert code == 0 and r["misses"] == 4 and r["bad_lines"] == 4
+    assert code == 0 and r["misses"] == 4 and r["bad_lines"] == 5
     assert r["first_bad"].startswith(f"{path}:2:")
     code, out, _ = cli_run([str(path)], capsys, monkeypatch)
-    assert f"bad lines skipped: 4 (first: {path}:2:" in out
+    assert f"bad lines skipped: 5 (first: {path}:2:" in out
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory", "truncated-gzip"])

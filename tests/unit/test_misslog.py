@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge.clock import FakeClock
+from edge.errors import MissLogError
 from edge.watchdog.misslog import JOURNAL_PREFIX, MissLog, MissSummary, format_summary
 from edge.watchdog.record import MissRecord, RunRecord
 
@@ -161,7 +162,7 @@ def test_rotation_keeps_backups_in_order_and_bounded(tmp_path: Path) -> None:
         log.write(rec(frame=i))
     assert log.close(5)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["misses.jsonl", "misses.jsonl.1", "misses.jsonl.2"]
+    assert names == ["misses.jsonl", "misses.jsonl.1", "misses.jsonl.2", "misses.jsonl.lock"]
     frames = []
     for p in (path.with_name("misses.jsonl.2"), path.with_name("misses.jsonl.1"), path):
         assert p.stat().st_size <= size * 10
@@ -178,7 +179,7 @@ def test_zero_backups_truncates(tmp_path: Path) -> None:
         log.write(rec(frame=i))
     assert log.close(5)
     assert [MissRecord.from_json(x).frame for x in lines_of(path)] == [18]
-    assert list(tmp_path.iterdir()) == [path]
+    assert sorted(tmp_path.iterdir()) == [path, tmp_path / "m.jsonl.lock"]
 
 
 def test_deleted_directory_is_recreated(tmp_path: Path) -> None:
@@ -219,8 +220,11 @@ def test_half_written_line_is_ended_before_appending(tmp_path: Path) -> None:
 def test_full_disk_never_raises_counts_and_recovers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "m.jsonl"
-    path.symlink_to("/dev/full")  # every write: ENOSPC
+    # a directory that is /dev, so the log is /dev/full (every write: ENOSPC) until it is
+    # replaced by a real directory (the disk "comes back"); the log itself is no link
+    disk = tmp_path / "disk"
+    disk.symlink_to("/dev")
+    path = disk / "full"
     clock = FakeClock()
     log = MissLog(path, clock=clock, retry_s=1.0, error_log_interval_s=60.0)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
@@ -242,7 +246,8 @@ def test_full_disk_never_raises_counts_and_recovers(
         log.write(rec(frame=6))
         assert log.flush(5)
         assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 2
-        path.unlink()  # the disk "comes back"
+        disk.unlink()  # the disk "comes back"
+        disk.mkdir()
         clock.advance(1_500_000_000)
         log.write(rec(frame=7))
         assert log.close(5)
@@ -254,7 +259,7 @@ def test_full_disk_never_raises_counts_and_recovers(
 def test_unusable_directory_counts_lost(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    log = MissLog(blocker / "m.jsonl")
+    log = MissLog(blocker / "m.jsonl", open_now=False)  # as when the disk fails later
     log.write(rec())
     assert log.close(5)
     assert (log.lost, log.write_errors, log.written) == (1, 1, 0)
@@ -292,6 +297,99 @@ def test_dash_writes_prefixed_lines_to_stdout(capfd: pytest.CaptureFixture[str])
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         MissLog("/tmp/x", max_bytes=0)
+
+
+# -- only our own file (issue 18) ------------------------------------------------------------
+
+NOTES = "my notes\n" * 1000  # 9 KB of someone's file
+
+
+@pytest.mark.parametrize("backups", [0, 3])
+def test_a_file_that_is_not_a_miss_log_is_refused_and_left_alone(
+    tmp_path: Path, backups: int
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text(NOTES)
+    with pytest.raises(MissLogError, match="not a miss log .* give another --miss-log path"):
+        MissLog(path, max_bytes=4096, backups=backups)
+    assert path.read_text() == NOTES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "notes.txt.lock"]
+
+
+def test_a_symbolic_link_is_refused_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text(NOTES)
+    path = tmp_path / "misses.jsonl"
+    path.symlink_to(victim)
+    with pytest.raises(MissLogError, match="is a symbolic link: refused"):
+        MissLog(path, max_bytes=4096, backups=0)
+    assert path.is_symlink() and victim.read_text() == NOTES
+
+
+def test_a_miss_log_is_adopted_even_when_its_last_line_was_cut(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text(rec(frame=1).to_json() + "\n")
+    with MissLog(path) as log:
+        log.write(rec(frame=2))
+    assert [MissRecord.from_json(x).frame for x in lines_of(path)] == [1, 2]
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(rec(frame=1).to_json()[:40])  # the disk filled during the first record
+    with MissLog(cut) as log:
+        log.write(rec(frame=2))
+    assert MissRecord.from_json(lines_of(cut)[1]).frame == 2
+
+
+def test_a_foreign_file_put_in_place_at_run_time_is_not_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "m.jsonl"
+    log = MissLog(path)
+    log.write(rec(frame=1))
+    assert log.flush(5)
+    path.rename(tmp_path / "m.jsonl.old")  # logrotate ...
+    path.write_text(NOTES)  # ... and someone else's file where the log was
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        log.write(rec(frame=2))
+        assert log.close(5)
+    assert path.read_text() == NOTES
+    assert (log.written, log.lost) == (1, 1)
+    assert any("is not a miss log" in r.getMessage() for r in caplog.records)
+
+
+def test_a_second_writer_of_one_log_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    first = MissLog(path)
+    try:
+        with pytest.raises(MissLogError, match=f"in use by another process \\(pid {os.getpid()}"):
+            MissLog(path)
+    finally:
+        assert first.close(5)
+    MissLog(path).close(5)  # released at close
+
+
+def test_a_lock_file_name_taken_by_someone_elses_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    (tmp_path / "m.jsonl.lock").write_text(NOTES)
+    with pytest.raises(MissLogError, match="is not its lock file"):
+        MissLog(path)
+    assert (tmp_path / "m.jsonl.lock").read_text() == NOTES and not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: p.parent.write_text("x"), "a part of its path is a file, not a directory"),
+        (lambda p: p.mkdir(parents=True), "Is a directory.*give a file path"),
+    ],
+)
+def test_a_path_that_cannot_be_a_log_is_an_error_at_start(
+    tmp_path: Path, make: object, needle: str
+) -> None:
+    path = tmp_path / "state" / "m.jsonl"
+    make(path)  # type: ignore[operator]
+    with pytest.raises(MissLogError, match=needle) as e:
+        MissLog(path)
+    assert "free space" not in str(e.value)
 
 
 # -- the stderr summary --------------------------------------------------------------------

@@ -83,3 +83,22 @@ def test_real_manifest_names_the_four_mediapipe_models() -> None:
         assert spec.license == "Apache-2.0" and spec.family == "mediapipe"
     assert man.wheels["mediapipe"].version == "0.10.14"
     assert shutil.which("true")  # sanity: subprocess tools exist for fetch
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[models.m]\nfile = 'm.tflite'\nthreshold = nan\n", "threshold must be a finite number"),
+        ("[models.m]\nfile = 'm.tflite'\nnms = { iou = inf }\n", "nms.iou must be a finite"),
+        ("[models.m]\nfile = 'm.tflite'\nthreshold = 'high'\n", "manifest .*: could not convert"),
+        ("x = " + "[" * 2000 + "]" * 2000 + "\n", "nests arrays or tables too deeply"),
+    ],
+)
+def test_a_bad_number_or_nesting_in_a_manifest_is_one_config_error(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    from edge.errors import ConfigError
+
+    (tmp_path / "manifest.toml").write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        models.load_manifest(tmp_path)

@@ -162,7 +162,7 @@ def test_corrupt_frames_logged_once_per_second_per_kind(
         return int(line.split("skipped ")[1].split(" ")[0]) + (int(held[1]) if held else 0)
 
     assert [stands_for(line) for line in lines] == [1, 2, 2, 1]
-    assert "not a decodable image" in lines[-1]
+    assert "not an image whose size can be read" in lines[-1]
 
 
 def test_a_single_image_is_a_folder_of_one(tmp_path: Path) -> None:
