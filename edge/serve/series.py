@@ -13,10 +13,10 @@ nobody watches the page costs the pipeline nothing at all: no timer, no wake-up,
 The price is that the chart's history starts when someone first looks.
 
 A bucket is "the frames completed between two ticks", labelled by the second the tick
-closes (``t_s``: it covers [t_s, t_s + 1) on the clock). Ticks are aligned to the clock's whole seconds (plus :data:`TICK_OFFSET_NS`), so a
-bucket is that second's frames, give or take the tick's own lateness on a loaded machine; a
-tick more than a second late leaves a second without a bucket (a gap in the chart, not a
-made-up point).
+closes (``t_s``: it covers [t_s, t_s + 1) on the clock). Ticks are aligned to the clock's
+whole seconds (plus :data:`TICK_OFFSET_NS`), so a bucket is that second's frames, give or
+take the tick's own lateness on a loaded machine; a tick more than a second late leaves a
+second without a bucket (a gap in the chart, not a made-up point).
 """
 
 from __future__ import annotations
