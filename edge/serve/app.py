@@ -239,15 +239,24 @@ class App:
         self._series_asked = loop.time()
         if self._series_task is None and not self.closing:
             rec.start()  # before the first answer: it says "recording"
-            self._series_task = loop.create_task(self._series_ticks(rec))
+            self._series_task = loop.create_task(self._series_ticks())
         return json_response(200, rec.as_json(since, stages))
 
-    async def _series_ticks(self, rec: SeriesRecorder) -> None:
+    async def _series_ticks(self) -> None:
         """Once a second, just after the clock's whole second, while someone asked for the
-        series in the last ``SERIES_LINGER_S``; then nothing at all until the next request."""
+        series in the last ``SERIES_LINGER_S``; then nothing at all until the next request.
+        Follows :meth:`attach_series` (a runner that attaches a new pipeline)."""
         loop = asyncio.get_running_loop()
+        rec: SeriesRecorder | None = None
         try:
             while not self.closing and loop.time() - self._series_asked < SERIES_LINGER_S:
+                if self.series is not rec and self.series is not None:
+                    if rec is not None:
+                        rec.stop()
+                    rec = self.series
+                    if not rec.started:
+                        rec.start()
+                assert rec is not None
                 into = (rec.clock.now_ns() - TICK_OFFSET_NS) % 1_000_000_000
                 await asyncio.sleep((1_000_000_000 - into) / 1e9)  # a timer, not a handshake
                 rec.tick()
@@ -256,7 +265,9 @@ class App:
         except Exception:
             log.exception("the latency series failed; /api/series stops updating")
         finally:
-            rec.stop()
+            for r in (rec, self.series):
+                if r is not None:
+                    r.stop()
             self._series_task = None
 
     async def _metrics(self, req: Request) -> Response:

@@ -45,9 +45,20 @@ _QS = (50.0, 99.0)
 
 
 def p50_p99_ms(samples_ns: npt.NDArray[np.int64]) -> tuple[float, float]:
-    """(p50, p99) in ms, numpy's default (linear) interpolation, rounded to 1 µs."""
-    p50, p99 = np.percentile(samples_ns, _QS) / 1e6
-    return round(float(p50), 3), round(float(p99), 3)
+    """(p50, p99) in ms, as ``np.percentile``'s default (linear) method gives them, rounded
+    to 1 µs. By hand on one sort: a second holds ~30 samples, where ``np.percentile``'s own
+    overhead (~25 µs a call, nine stages a tick) would be most of the tick's cost."""
+    a = np.sort(samples_ns)
+    last = a.shape[0] - 1
+    out: list[float] = []
+    for q in _QS:
+        pos = q / 100.0 * last
+        lo = int(pos)
+        v = float(a[lo])
+        if lo < last:
+            v += (float(a[lo + 1]) - v) * (pos - lo)
+        out.append(round(v / 1e6, 3))
+    return out[0], out[1]
 
 
 @dataclass(frozen=True, slots=True)

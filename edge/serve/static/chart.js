@@ -194,7 +194,9 @@ async function pollSeries() {
       $("chart-note").textContent = "no pipeline attached yet";
     } else if (r.ok) {
       const body = await r.json();
-      if (gen === chart.gen) {
+      if (chart.last !== null && body.now_s + 1 < chart.last) {
+        restartSeries();  // the device restarted: its clock began again; start over
+      } else if (gen === chart.gen) {
         addBuckets(body);
         redraw();
       }
