@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge.clock import FakeClock
-from edge.serve.series import TICK_OFFSET_NS, Bucket, SeriesRecorder, SeriesRing
+from edge.serve.series import TICK_OFFSET_NS, Bucket, SeriesRecorder, SeriesRing, p50_p99_ms
 from edge.stats import Counters, LatencyStats
 
 S = 1_000_000_000
@@ -49,6 +49,16 @@ def test_snapshot_counts_are_ints_in_json() -> None:
     text = json.dumps(stats.snapshot())
     assert '"count": 731' in text and "731.0" not in text
     assert type(json.loads(text)["total"]["count"]) is int
+
+
+def test_p50_p99_match_numpy_for_every_size() -> None:
+    rng = np.random.default_rng(11)
+    for n in (*range(1, 40), 100, 1000):
+        samples = rng.integers(100_000, 90_000_000, n).astype(np.int64)
+        if n == 7:
+            samples[:] = 5_000_000  # all equal
+        expected = np.percentile(samples, [50, 99]) / 1e6
+        assert p50_p99_ms(samples) == pytest.approx(tuple(expected), abs=1e-3), n
 
 
 def bucket(t: int) -> Bucket:
