@@ -32,7 +32,7 @@ from edge.serve.http import (
     read_request,
 )
 from edge.serve.hub import FrameHub
-from edge.serve.series import SERIES_LINGER_S, TICK_OFFSET_NS, SeriesRecorder
+from edge.serve.series import SERIES_LINGER_S, TICK_OFFSET_NS, SeriesRecorder, no_series
 from edge.watchdog.record import MissRecord
 
 log = logging.getLogger(__name__)
@@ -230,11 +230,11 @@ class App:
         self.series = recorder
 
     async def _series(self, req: Request) -> Response:
-        rec = self.series
-        if rec is None:
-            raise HttpError(503, "the series starts with the pipeline; no pipeline is attached yet")
         since = since_param(req.query)
         stages = flag_param(req.query, "stages")
+        rec = self.series
+        if rec is None:
+            return json_response(200, no_series(stages))
         loop = asyncio.get_running_loop()
         self._series_asked = loop.time()
         if self._series_task is None and not self.closing:

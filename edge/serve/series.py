@@ -194,6 +194,17 @@ class SeriesRecorder:
         return out
 
 
+def no_series(stages: bool) -> dict[str, Any]:
+    """``/api/series`` of a server with no pipeline attached: nothing recorded, nothing to
+    record (an answer, not an error: the page polls it every second)."""
+    out: dict[str, Any] = {"interval_s": 1, "kept_s": 0, "budget_ms": None, "now_s": None,
+                           "recording": False}  # fmt: skip
+    out.update({k: [] for k in ("t", "frames", "p50_ms", "p99_ms", "misses", "causes", "every")})
+    if stages:
+        out["stages"] = {}
+    return out
+
+
 def _bucket(
     t_s: int, new: Mapping[str, npt.NDArray[np.int64]], misses: dict[str, int], every: int
 ) -> Bucket:

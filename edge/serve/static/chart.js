@@ -190,11 +190,11 @@ async function pollSeries() {
   const gen = chart.gen;
   try {
     const r = await fetch(url("api/series", params), { cache: "no-store" });
-    if (r.status === 503) {
-      $("chart-note").textContent = "no pipeline attached yet";
-    } else if (r.ok) {
+    if (r.ok) {
       const body = await r.json();
-      if (chart.last !== null && body.now_s + 1 < chart.last) {
+      if (!body.recording) {
+        $("chart-note").textContent = "no pipeline attached: nothing to chart";
+      } else if (chart.last !== null && body.now_s + 1 < chart.last) {
         restartSeries();  // the device restarted: its clock began again; start over
       } else if (gen === chart.gen) {
         addBuckets(body);
