@@ -16,8 +16,9 @@ const chart = {
   gen: 0,         // bumped when the data restarts: answers to older polls are dropped
 };
 
-const STAGE_COLORS = ["#8ab4f8", "#81c995", "#f28b82", "#c58af9", "#78d9ec", "#fcad70",
-  "#ff8bcb", "#aecbfa"];
+// per-stage lines: none the colour of p50 (blue), p99 (amber) or the misses (red)
+const STAGE_COLORS = ["#9aa0a6", "#81c995", "#78d9ec", "#c58af9", "#fcad70", "#ff8bcb",
+  "#e6c9a8", "#a8c7fa"];
 
 function emptyData() {
   return { x: [], p50: [], p99: [], misses: [], causes: [], every: [], stage: {} };
