@@ -134,6 +134,9 @@ def test_the_chart_draws_updates_marks_misses_and_fits_a_phone(
     # three misses in a row degrade the run: the seconds after are shaded
     spans = "Number(document.getElementById('chart').dataset.degradedSpans || 0)"
     assert browser.wait_js(f"{spans} > 0", 15_000), browser.errors()
+    assert pipeline.degrader.every > 1
+    newest_mode = "chart.d.every[chart.d.every.length - 1]"  # chart.js's own data
+    assert browser.wait_js(f"{newest_mode} > 1", 15_000), browser.errors()
     det.slow.clear()
     # readable at phone size: nothing wider than the screen, the legend on it
     box = browser.js("""(() => { const w = innerWidth, out = [];
