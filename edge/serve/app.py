@@ -237,8 +237,9 @@ class App:
             return json_response(200, no_series(stages))
         loop = asyncio.get_running_loop()
         self._series_asked = loop.time()
-        if self._series_task is None and not self.closing:
+        if not rec.started:
             rec.start()  # before the first answer: it says "recording"
+        if self._series_task is None and not self.closing:
             self._series_task = loop.create_task(self._series_ticks())
         return json_response(200, rec.as_json(since, stages))
 
