@@ -101,6 +101,18 @@ function shadeDegraded(u) {
   u.root.parentElement.dataset.degradedSpans = spans;
 }
 
+function drawBudget(u) {
+  if (chart.budget == null) return;
+  const ctx = u.ctx, { left, width } = u.bbox, dpr = devicePixelRatio || 1;
+  const y = Math.round(u.valToPos(chart.budget, "y", true)) + 0.5;
+  ctx.save();
+  ctx.strokeStyle = css("--bad") || "#ea4335";
+  ctx.lineWidth = dpr;
+  ctx.setLineDash([6 * dpr, 4 * dpr]);
+  ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(left + width, y); ctx.stroke();
+  ctx.restore();
+}
+
 function drawMisses(u) {
   const d = chart.d, ctx = u.ctx, { left, top, width } = u.bbox;
   const dpr = devicePixelRatio || 1, s = 6 * dpr;
@@ -143,8 +155,10 @@ function makeChart() {
     {},
     { label: "p50", stroke: "#8ab4f8", width: 1.5, value: (u, v) => v == null ? "–" : v.toFixed(1) },
     { label: "p99", stroke: "#fbbc04", width: 2, value: (u, v) => v == null ? "–" : v.toFixed(1) },
+    // the budget is drawn across the whole plot by drawBudget; the series is for the legend
     { label: "budget", stroke: css("--bad") || "#ea4335", width: 1, dash: [6, 4],
-      points: { show: false }, value: (u, v) => v == null ? "–" : v.toFixed(1) },
+      paths: () => null, points: { show: false },
+      value: (u, v) => v == null ? "–" : v.toFixed(1) },
     { label: "misses", stroke: css("--bad") || "#ea4335", scale: "n", paths: () => null,
       points: { show: false },
       value: (u, v, si, i) => i == null || !v ? "0" : `${v} (${causeText(chart.d.causes[i])})` },
@@ -170,7 +184,7 @@ function makeChart() {
            { ...axis, label: "ms", size: 44 }],
     legend: { live: true },
     cursor: { drag: { x: false, y: false } },
-    hooks: { drawClear: [shadeDegraded], draw: [drawMisses] },
+    hooks: { drawClear: [shadeDegraded], draw: [drawBudget, drawMisses] },
   };
   chart.u = new uPlot(opts, columns(), box);
 }
