@@ -52,6 +52,16 @@ class _Ring:
         out: npt.NDArray[np.int64] = self.buf[:n].copy()
         return out
 
+    def last(self, k: int) -> npt.NDArray[np.int64]:
+        """A copy of the newest ``k`` samples (``k`` at most the ring's size), oldest first."""
+        start = self.pos - k
+        out: npt.NDArray[np.int64]
+        if start >= 0:
+            out = self.buf[start : self.pos].copy()
+            return out
+        out = np.concatenate((self.buf[start:], self.buf[: self.pos]))
+        return out
+
 
 def _key(q: float) -> str:
     return f"p{q:g}"
@@ -106,15 +116,41 @@ class LatencyStats:
         values = np.percentile(samples, list(qs)) / _NS_PER_MS
         return {_key(q): round(float(v), 3) for q, v in zip(qs, values, strict=True)}
 
-    def snapshot(self) -> dict[str, dict[str, float]]:
-        """``{stage: {p50, p95, p99, max, count}}`` in ms (count is a plain number)."""
-        out: dict[str, dict[str, float]] = {}
+    def cursor(self) -> dict[str, int]:
+        """``{stage: samples so far}``: where :meth:`since` starts from."""
+        with self._lock:
+            return {stage: ring.count for stage, ring in self._rings.items()}
+
+    def since(
+        self, cursor: Mapping[str, int]
+    ) -> tuple[dict[str, int], dict[str, npt.NDArray[np.int64]]]:
+        """The samples added after ``cursor`` (an earlier :meth:`cursor`, or the cursor this
+        returned last time), per stage, oldest first, and the new cursor.
+
+        For readers that aggregate off the worker's path (the page's per-second series): the
+        worker already writes every sample here, so reading the new ones costs it nothing but
+        the lock for a memcpy. A stage that got more than ``window`` samples since gives its
+        newest ``window`` (the rest were overwritten); a stage absent from ``cursor`` gives
+        everything it holds (it was first seen after the cursor was taken)."""
+        new: dict[str, npt.NDArray[np.int64]] = {}
+        with self._lock:
+            now = {stage: ring.count for stage, ring in self._rings.items()}
+            for stage, ring in self._rings.items():
+                k = min(ring.count - cursor.get(stage, 0), ring.buf.shape[0])
+                if k > 0:
+                    new[stage] = ring.last(k)
+        return now, new
+
+    def snapshot(self) -> dict[str, dict[str, float | int]]:
+        """``{stage: {p50, p95, p99, max, count}}``: figures in ms over the last ``window``
+        samples (``max`` over the run), ``count`` an int (samples over the run)."""
+        out: dict[str, dict[str, float | int]] = {}
         for stage in self.stages():
-            entry = self.percentiles(stage)
+            entry: dict[str, float | int] = dict(self.percentiles(stage))
             with self._lock:
                 ring = self._rings[stage]
                 entry["max"] = round(ring.max_ns / _NS_PER_MS, 3)
-                entry["count"] = float(ring.count)
+                entry["count"] = ring.count
             out[stage] = entry
         return out
 

@@ -7,6 +7,9 @@ One process, one model, one server; the same paced source run in phases (alterna
   one      one viewer reading /stream.mjpg as fast as it can
   ten      ten viewers, five of them reading at 1 KB/s (they are disconnected by the server's
            client timeout and reconnect, as the page does)
+  chart    one page's latency chart: /api/series?stages=1 polled once a second, as the page
+           polls it (the server folds the per-second series only while someone asks; here it
+           stops 2 s after the phase, so the other phases run without it)
 
 The viewers run in a child process (their reading must not take the pipeline's GIL) and
 connect before the phase starts. Prints, per phase, the medians over the rounds of fps and
@@ -35,7 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PHASES = {"none": (0, 0), "one": (1, 0), "ten": (5, 5)}  # (fast viewers, 1 KB/s viewers)
+#: (fast viewers, 1 KB/s viewers, chart pollers)
+PHASES = {"none": (0, 0, 0), "one": (1, 0, 0), "ten": (5, 5, 0), "chart": (0, 0, 1)}
 SLOW_BPS = 1024
 
 
@@ -67,16 +71,40 @@ def _read(s: socket.socket, slow: bool, stop: threading.Event, out: dict[str, in
             stop.wait(max(0.0, due - time.monotonic()))
 
 
-def run_viewers(url: str, fast: int, slow: int) -> int:
+def chart(addr: tuple[str, int], stop: threading.Event, out: dict[str, int]) -> None:
+    """Poll /api/series like the page: everything once with the stages, then what is new."""
+    import http.client
+
+    since = ""
+    while not stop.is_set():
+        try:
+            conn = http.client.HTTPConnection(*addr, timeout=5)
+            conn.request("GET", "/api/series?stages=1" + since)
+            body = json.loads(conn.getresponse().read())
+            conn.close()
+            out["parts"] += len(body["t"])
+            out["bytes"] += len(json.dumps(body))
+            if body["t"]:
+                since = f"&since={body['t'][-1]}"
+        except (OSError, ValueError, KeyError):
+            out["errors"] += 1
+        stop.wait(1.0)  # the page's poll period
+
+
+def run_viewers(url: str, fast: int, slow: int, charts: int = 0) -> int:
     # the viewers stand in for phones and browsers elsewhere on the LAN: on this machine they
     # must not take the CPU from the pipeline they are measuring, so they run at nice 19
     os.nice(19)
     host, _, port = url.removeprefix("http://").rstrip("/").rpartition(":")
     stop = threading.Event()
-    stats = [dict.fromkeys(("connects", "errors", "bytes", "parts"), 0) for _ in range(fast + slow)]
+    n = fast + slow + charts
+    stats = [dict.fromkeys(("connects", "errors", "bytes", "parts"), 0) for _ in range(n)]
     threads = [
         threading.Thread(target=viewer, args=((host, int(port)), i >= fast, stop, stats[i]))
         for i in range(fast + slow)
+    ] + [
+        threading.Thread(target=chart, args=((host, int(port)), stop, stats[i]))
+        for i in range(fast + slow, n)
     ]
     for t in threads:
         t.start()
@@ -86,7 +114,8 @@ def run_viewers(url: str, fast: int, slow: int) -> int:
     stop.set()
     for t in threads:
         t.join(5)
-    sys.stdout.write(json.dumps({"fast": stats[:fast], "slow": stats[fast:]}) + "\n")
+    out = {"fast": stats[:fast], "slow": stats[fast : fast + slow], "chart": stats[fast + slow :]}
+    sys.stdout.write(json.dumps(out) + "\n")
     return 0
 
 
@@ -124,11 +153,12 @@ def phase(args: argparse.Namespace, server: Any, detector: Any, name: str) -> di
     from edge.sources.base import SourceOptions
     from edge.sources.registry import open_source
 
-    fast, slow = PHASES[name]
+    fast, slow, charts = PHASES[name]
     child = None
-    if fast + slow:
+    if fast + slow + charts:
         child = subprocess.Popen(
-            [sys.executable, __file__, "--viewers", server.url, str(fast), str(slow)],
+            [sys.executable, __file__, "--viewers", server.url, str(fast), str(slow),
+             str(charts)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
@@ -151,16 +181,19 @@ def phase(args: argparse.Namespace, server: Any, detector: Any, name: str) -> di
         "p99_ms": lat.get("p99"), "processed": summary.processed, "missed": summary.missed,
         "viewer_parts": [v["parts"] for v in viewers.get("fast", [])],
         "slow_connects": [v["connects"] for v in viewers.get("slow", [])],
+        "chart_points": [v["parts"] for v in viewers.get("chart", [])],
         "overlay_p99_ms": summary.stages_ms.get("overlay", {}).get("p99"),
         "server_cpu_ms_per_s": round(cpu_ms_per_s, 1), "load": os.getloadavg()[0],
     }  # fmt: skip
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
+    import edge.serve.app
     from edge.config import ModelConfig
     from edge.detector import load_detector
     from edge.serve import ServeConfig, Server
 
+    edge.serve.app.SERIES_LINGER_S = 2.0  # the series stops soon after the chart phase
     detector = load_detector(ModelConfig(name=args.model))
     for _ in range(5):
         detector.bare_invoke_ns()
@@ -172,9 +205,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         warm = argparse.Namespace(**{**vars(args), "seconds": 2.0})
         phase(warm, server, detector, "one")  # warm caches and the render path; not reported
-        names = list(PHASES)
+        names = args.phases
         for i in range(args.rounds):
-            for name in names[i % 3 :] + names[: i % 3]:  # rotate, so order biases cancel
+            k = i % len(names)
+            for name in names[k:] + names[:k]:  # rotate, so order biases cancel
                 runs.append(phase(args, server, detector, name))
                 _progress(runs[-1])
     finally:
@@ -187,13 +221,13 @@ def _progress(r: dict[str, Any]) -> None:
         f"  {r['phase']:<5} fps {r['fps']:6.2f}  p50 {r['p50_ms']:6.2f} ms  "
         f"p99 {r['p99_ms']:6.2f} ms  overlay p99 {r['overlay_p99_ms']:.3f} ms  server cpu "
         f"{r['server_cpu_ms_per_s']:5.1f} ms/s  load {r['load']:.2f}  viewer frames "
-        f"{r['viewer_parts']}\n"
+        f"{r['viewer_parts']}  chart points {r['chart_points']}\n"
     )
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": runs, "phases": {}}
-    for name in PHASES:
+    for name in dict.fromkeys(r["phase"] for r in runs):
         rs = [r for r in runs if r["phase"] == name]
         out["phases"][name] = {
             "fps": round(statistics.median(r["fps"] for r in rs), 3),
@@ -205,7 +239,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "server_cpu_ms_per_s": statistics.median(r["server_cpu_ms_per_s"] for r in rs),
         }
     base = out["phases"]["none"]
-    for name in ("one", "ten"):
+    for name in [n for n in out["phases"] if n != "none"]:
         p = out["phases"][name]
         p["fps_ratio"] = round(p["fps"] / base["fps"], 4)
         p["p99_ratio"] = round(p["p99_ms"] / base["p99_ms"], 4)
@@ -215,7 +249,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--viewers":
-        return run_viewers(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return run_viewers(sys.argv[2], *(int(a) for a in sys.argv[3:6]))
     from edge.samples import sample_path
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -224,8 +258,14 @@ def main() -> int:
     p.add_argument("--fps", type=float, default=30.0, help="pace of the source")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--phases", type=lambda v: v.split(","), default=list(PHASES),
+                   help=f"comma-separated, from {','.join(PHASES)} (none always runs)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    unknown = set(args.phases) - set(PHASES)
+    if unknown:
+        p.error(f"--phases: unknown {', '.join(sorted(unknown))}; pick from {', '.join(PHASES)}")
+    args.phases = ["none", *(n for n in PHASES if n in args.phases and n != "none")]
     result = bench(args)
     if args.json:
         print(json.dumps(result))
@@ -242,7 +282,7 @@ def main() -> int:
             + " {:>4.1f}-{:<4.1f}".format(*ph["p99_range_ms"])
             + f" {ph['overlay_p99_ms']:8.3f} {ph['server_cpu_ms_per_s']:5.1f}ms/s"
         )  # fmt: skip
-    met = all(result["phases"][n]["ok"] for n in ("one", "ten"))
+    met = all(ph["ok"] for n, ph in result["phases"].items() if n != "none")
     print(f"targets: fps >= 0.97x and p99 <= 1.1x of 'none': {'met' if met else 'NOT met'}")
     return 0
 

@@ -32,6 +32,7 @@ from edge.serve.http import (
     read_request,
 )
 from edge.serve.hub import FrameHub
+from edge.serve.series import SERIES_LINGER_S, TICK_OFFSET_NS, SeriesRecorder, no_series
 from edge.watchdog.record import MissRecord
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ DEFAULT_MISSES = 20
 _ASSET = re.compile(rb'(href|src)="static/([A-Za-z0-9_.-]+)"')
 _INT = re.compile(r"[0-9]{1,6}")
 _FLOAT = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?|\.[0-9]{1,6}")
+_SINCE = re.compile(r"-?[0-9]{1,15}")  # a clock second: a device's uptime can be large
+_FLAGS = {"0": False, "1": True, "false": False, "true": True}
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -65,6 +68,24 @@ def float_param(q: Mapping[str, str], name: str, lo: float, hi: float) -> float 
     if not _FLOAT.fullmatch(raw) or not lo <= float(raw) <= hi:
         raise HttpError(400, f"{name} must be a number {lo:g}..{hi:g}, got {raw[:32]!r}")
     return float(raw)
+
+
+def since_param(q: Mapping[str, str]) -> int | None:
+    raw = q.get("since")
+    if raw is None:
+        return None
+    if not _SINCE.fullmatch(raw):
+        raise HttpError(400, f"since must be a whole second (a t of /api/series), got {raw[:32]!r}")
+    return int(raw)
+
+
+def flag_param(q: Mapping[str, str], name: str) -> bool:
+    raw = q.get(name)
+    if raw is None:
+        return False
+    if raw.lower() not in _FLAGS:
+        raise HttpError(400, f"{name} must be 1 or 0 (true or false), got {raw[:32]!r}")
+    return _FLAGS[raw.lower()]
 
 
 class App:
@@ -89,12 +110,16 @@ class App:
         self.max_connections = cfg.max_clients + 64
         self.dropped: Counter[str] = Counter()  # viewers cut off, by reason
         self.viewers_changed = threading.Condition()  # notified when a viewer comes or goes
+        self.series: SeriesRecorder | None = None
+        self._series_task: asyncio.Task[None] | None = None
+        self._series_asked = 0.0  # loop time of the last /api/series request
         self.routes: dict[str, Handler] = {
             "/": self._page,
             "/index.html": self._page,
             "/snapshot.jpg": self._snapshot,
             "/api/stats": self._stats,
             "/api/misses": self._misses,
+            "/api/series": self._series,
             "/metrics": self._metrics,
         }
 
@@ -199,6 +224,52 @@ class App:
         records.reverse()  # newest first
         return json_response(200, {"misses": [r.as_dict() for r in records],
                                    "kept": len(self.misses)})  # fmt: skip
+
+    def attach_series(self, recorder: SeriesRecorder) -> None:
+        """What ``/api/series`` folds and serves; before the server starts."""
+        self.series = recorder
+
+    async def _series(self, req: Request) -> Response:
+        since = since_param(req.query)
+        stages = flag_param(req.query, "stages")
+        rec = self.series
+        if rec is None:
+            return json_response(200, no_series(stages))
+        loop = asyncio.get_running_loop()
+        self._series_asked = loop.time()
+        if not rec.started:
+            rec.start()  # before the first answer: it says "recording"
+        if self._series_task is None and not self.closing:
+            self._series_task = loop.create_task(self._series_ticks())
+        return json_response(200, rec.as_json(since, stages))
+
+    async def _series_ticks(self) -> None:
+        """Once a second, just after the clock's whole second, while someone asked for the
+        series in the last ``SERIES_LINGER_S``; then nothing at all until the next request.
+        Follows :meth:`attach_series` (a runner that attaches a new pipeline)."""
+        loop = asyncio.get_running_loop()
+        rec: SeriesRecorder | None = None
+        try:
+            while not self.closing and loop.time() - self._series_asked < SERIES_LINGER_S:
+                if self.series is not rec and self.series is not None:
+                    if rec is not None:
+                        rec.stop()
+                    rec = self.series
+                    if not rec.started:
+                        rec.start()
+                assert rec is not None
+                into = (rec.clock.now_ns() - TICK_OFFSET_NS) % 1_000_000_000
+                await asyncio.sleep((1_000_000_000 - into) / 1e9)  # a timer, not a handshake
+                rec.tick()
+        except asyncio.CancelledError:
+            pass  # the server is stopping
+        except Exception:
+            log.exception("the latency series failed; /api/series stops updating")
+        finally:
+            for r in (rec, self.series):
+                if r is not None:
+                    r.stop()
+            self._series_task = None
 
     async def _metrics(self, req: Request) -> Response:
         metrics = self.metrics()

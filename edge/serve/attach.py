@@ -32,14 +32,17 @@ MissTee = MissTap
 
 
 def attach(server: Server, pipeline: Pipeline, *, delegate: str = "cpu") -> None:
-    """Feed ``server`` from ``pipeline``: its stats, its budget and clock, and its results
-    (through the worker's ``overlay`` hook, which also hands over the decoded image)."""
+    """Feed ``server`` from ``pipeline``: its stats (and the page's per-second series of
+    them), its budget and clock, and its results (through the worker's ``overlay`` hook,
+    which also hands over the decoded image)."""
     if pipeline.worker.overlay is not None:
         raise ValueError("the pipeline's worker already has an overlay hook; attach one server")
+    stats = PipelineStats.of(pipeline, delegate=delegate)
     server.attach_stats(
-        PipelineStats.of(pipeline, delegate=delegate),
+        stats,
         pipeline.budget_ns,
         period_ns=pipeline.worker.timing.period_ns,
         clock=pipeline.clock,
     )
+    server.app.attach_series(stats.recorder())  # /api/series: folded only while watched
     pipeline.worker.overlay = server.overlay_hook

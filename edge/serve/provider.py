@@ -15,6 +15,9 @@ The dict (documented in docs/HTTP.md)::
     missed_by_cause            {cause: misses}
     miss_rate                  missed / (processed + skipped_stale)
     latency_ms                 {stage: {p50, p95, p99, max, count}}, "total" = capture to result
+    latency_window             {frames, size}: the percentiles are over the last ``frames``
+                               frames (at most ``size``: the rings' length); ``max`` and
+                               ``count`` (an int) cover the whole run
     temperature_c              CPU temperature where the machine tells, else null
 """
 
@@ -26,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from edge.clock import MONOTONIC, Clock
+from edge.serve.series import SeriesRecorder
 from edge.stats import Counters, LatencyStats
 from edge.watchdog.thermal import ThermalMonitor
 
@@ -110,6 +114,13 @@ class PipelineStats:
         self._fps = RateMeter(clock, start_count=counters.processed)
         self._thermal = thermal if thermal is not None else _sys_temperature()
 
+    def recorder(self) -> SeriesRecorder:
+        """A per-second series of this run's figures, for ``/api/series``."""
+        return SeriesRecorder(
+            self.latency, self.counters, budget_ns=self.budget_ns, every=self._every,
+            clock=self._clock,
+        )  # fmt: skip
+
     @classmethod
     def of(cls, pipeline: _Pipeline, *, delegate: str = "cpu") -> PipelineStats:
         return cls(
@@ -130,6 +141,7 @@ class PipelineStats:
         frames = {k: int(v) for k, v in counts.items() if isinstance(v, int)}
         held = frames.get("processed", 0) + frames.get("skipped_stale", 0)
         every = self._every()
+        latency = self.latency.snapshot()
         return {
             **self.info,
             "budget_ms": round(self.budget_ns / 1e6, 3),
@@ -140,7 +152,11 @@ class PipelineStats:
             "frames": frames,
             "missed_by_cause": dict(by_cause) if isinstance(by_cause, Mapping) else {},
             "miss_rate": round(frames.get("missed", 0) / held, 6) if held else 0.0,
-            "latency_ms": self.latency.snapshot(),
+            "latency_ms": latency,
+            "latency_window": {
+                "frames": min(int(latency.get("total", {}).get("count", 0)), self.latency.window),
+                "size": self.latency.window,
+            },
             "temperature_c": self._thermal(now),
         }
 

@@ -47,6 +47,12 @@ function showStats(s) {
   $("fps").textContent = fmt(s.fps, 1);
   $("p50").textContent = fmt(total.p50, 1);
   $("p99").textContent = fmt(total.p99, 1);
+  // the tiles and the overlay's HUD are over one window, the last N frames (the chart below
+  // is per second): say so on the tiles
+  const n = (s.latency_window || {}).frames;
+  for (const el of document.querySelectorAll(".card small.window")) {
+    el.textContent = n ? `last ${n} frames` : "";
+  }
   $("missrate").textContent = fmt(100 * (s.miss_rate || 0), 2) + "%";
   $("missrate").parentElement.classList.toggle("bad", (frames.missed || 0) > 0);
   $("budget").textContent = fmt(s.budget_ms, 1);
