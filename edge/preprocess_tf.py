@@ -71,7 +71,7 @@ class StretchTFPreprocessor:
         self.in_w, self.in_h, self.channels, self.resize = in_w, in_h, channels, MODE
         self.dtype = np.dtype(dtype)
         self._swap = cv2.COLOR_BGR2RGB if rgb else None
-        self._lut = _table(normalization, self.dtype, quant)
+        self._lut: npt.NDArray[Any] = _table(normalization, self.dtype, quant)
         self._plan: _Plan | None = None
 
     def transform_for(self, w: int, h: int) -> Transform:
@@ -120,16 +120,19 @@ class StretchTFPreprocessor:
         return p.t
 
 
-def _table(normalization: str, dtype: np.dtype[Any], quant: tuple[float, int]) -> Image:
+def _table(normalization: str, dtype: np.dtype[Any], quant: tuple[float, int]) -> npt.NDArray[Any]:
     """Every uint8 value normalised (and, for a quantized input, quantized: rounded to nearest
     and clamped) by the same float32 arithmetic as :mod:`edge.preprocess`."""
     a, b = NORMALISATIONS[normalization]
     v = np.arange(256, dtype=np.float32)
+    out: npt.NDArray[Any]
     if dtype == np.float32:
-        return (v * np.float32(a) + np.float32(b)).astype(np.float32)
+        out = (v * np.float32(a) + np.float32(b)).astype(np.float32)
+        return out
     scale, zp = quant
     if scale:
         a, b = a / scale, b / scale + zp
     info = np.iinfo(dtype)
     q = np.clip(np.rint(v * np.float32(a) + np.float32(b)), info.min, info.max)
-    return q.astype(dtype)
+    out = q.astype(dtype)
+    return out

@@ -277,7 +277,8 @@ def reference(req: dict) -> dict:
         outdir = Path(req["preprocessed_out"])
         outdir.mkdir(parents=True, exist_ok=True)
         for i, path in enumerate(req["images"]):
-            np.save(outdir / f"{i}.npy", sess.run(f"{INPUT}:0", {"image_tensor:0": rgb(path)[None]}))
+            pre = sess.run(f"{INPUT}:0", {"image_tensor:0": rgb(path)[None]})
+            np.save(outdir / f"{i}.npy", pre)
     return {"results": results, "tensorflow": tf.__version__}
 
 

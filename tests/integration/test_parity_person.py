@@ -128,7 +128,8 @@ def test_float_model_finds_the_same_people(images: dict[str, Path], reference: d
     people = 0
     for name, rec in reference["by_name"].items():
         theirs = rec["detections"]
-        mine = [(b, float(s)) for b, s in zip(got[name].boxes.tolist(), got[name].scores)]
+        found = got[name]
+        mine = [(b, float(s)) for b, s in zip(found.boxes.tolist(), found.scores, strict=True)]
         # every person the original sees above the threshold: found, IoU >= 0.98
         for t in theirs:
             if t["score"] >= THR + MARGIN:
@@ -258,7 +259,7 @@ def test_postprocess_op_fixture_agrees_with_raw_decoding(rebuilt: Path, samples_
         # boxes up to the anchors (the float16 conversion stores the op's anchors constant as
         # float16 too: boxes move by up to ~0.2 px)
         assert len(got) == len(want)
-        for b, s in zip(want.boxes.tolist(), want.scores.tolist()):
+        for b, s in zip(want.boxes.tolist(), want.scores.tolist(), strict=False):
             k = int(np.argmax([iou(b, g) for g in got.boxes.tolist()]))
             assert iou(b, got.boxes[k].tolist()) >= 0.98
             assert abs(float(got.scores[k]) - s) < 1e-4

@@ -53,7 +53,8 @@ def test_anchor_options_give_the_ssdlite_layout() -> None:
     np.testing.assert_allclose(a[0], [c - 0.05, c - 0.05, c + 0.05, c + 0.05], atol=1e-7)
     # the last anchor: the single 1x1 cell, interpolated scale sqrt(0.95 * 1.0), aspect 1
     s = math.sqrt(0.95)
-    np.testing.assert_allclose(a[-1], [0.5 - s / 2, 0.5 - s / 2, 0.5 + s / 2, 0.5 + s / 2], atol=1e-6)
+    lo, hi = 0.5 - s / 2, 0.5 + s / 2
+    np.testing.assert_allclose(a[-1], [lo, lo, hi, hi], atol=1e-6)
 
 
 def test_decodes_the_box_coder_and_sigmoid() -> None:

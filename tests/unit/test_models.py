@@ -103,10 +103,12 @@ def test_committed_models_are_checked_and_copied_without_a_wheel(tmp_path: Path)
     assert p == dest / spec.file and models.sha256_of(p) == spec.sha256
     # in the repository itself: already there, kept
     assert models.fetch(["person-int8"]) == [models.REPO_MODELS / "person-int8.tflite"]
-    assert dict((s.name, st) for s, st in models.status())["person"] == "ok"
+    assert {s.name: st for s, st in models.status()}["person"] == "ok"
 
 
-def test_a_changed_committed_model_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_committed_model_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "manifest.toml").write_text(
