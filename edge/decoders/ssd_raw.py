@@ -146,7 +146,10 @@ class SSDRawDecoder(Decoder):
         )
         n = a.shape[0]
         self._mask = np.zeros(n, np.bool_)
+        # no candidate: one shared, read-only answer
         self._none = Detections.empty(0, spec.labels)
+        for arr in (self._none.boxes, self._none.scores, self._none.class_ids):
+            arr.flags.writeable = False
         # normalised [ymin, xmin, ymax, xmax] -> x1, y1, x2, y2 in input pixels
         self._plain = self._mapping(None)
         self._mapped: tuple[PixelMap, tuple[Any, ...]] | None = None
