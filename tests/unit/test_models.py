@@ -121,3 +121,19 @@ def test_a_changed_committed_model_is_refused(
     with pytest.raises(ChecksumMismatch, match="scripts/convert-person"):
         models.fetch(["mine"], models_dir=tmp_path / "out")
     assert not (tmp_path / "out" / "mine.tflite").exists()
+
+
+def test_models_list_says_what_each_finds_and_where_it_comes_from(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from edge.cli.models import run_list
+
+    assert run_list(argparse.Namespace(dir=None)) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert {"person", "person-int8", "pose", "face", "face-full", "hand"} <= set(rows)
+    assert rows["person"].split()[1:4] == ["300x300", "ssd-raw", "repo"]
+    assert "People (pedestrians), many per frame" in rows["person"]
+    assert "one person close to the camera" in rows["pose"]
+    assert rows["pose"].split()[3] == "wheel"
