@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -282,21 +281,32 @@ def copy_committed(spec: ModelSpec, dest: Path) -> Path:
             f"model {spec.name} is committed in the repository as models/{spec.file}, but "
             f"{src} is missing: {fix}"
         )
-    got = sha256_of(src)
+    final = dest / spec.file
+    if final.exists() and src.resolve() == final.resolve():  # the repository's own models/
+        _check_committed(spec, src, sha256_of(src), fix)
+        return final
+    dest.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{spec.file}.")
+    try:
+        h = hashlib.sha256()  # hash the bytes copied: what is checked is what lands
+        with os.fdopen(fd, "wb") as f, src.open("rb") as r:
+            for chunk in iter(lambda: r.read(1 << 20), b""):
+                h.update(chunk)
+                f.write(chunk)
+        _check_committed(spec, src, h.hexdigest(), fix)
+        os.replace(tmp, final)  # replaces a link at ``final``, never writes through it
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return final
+
+
+def _check_committed(spec: ModelSpec, src: Path, got: str, fix: str) -> None:
     if spec.sha256 and got != spec.sha256:
         raise ChecksumMismatch(
             f"checksum mismatch for model {spec.name} ({src}): expected sha256 {spec.sha256}, "
             f"got {got}; {fix}"
         )
-    final = dest / spec.file
-    if src.resolve() == final.resolve():
-        return final
-    dest.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{spec.file}.")
-    with os.fdopen(fd, "wb") as f, src.open("rb") as r:
-        shutil.copyfileobj(r, f)
-    os.replace(tmp, final)
-    return final
 
 
 def status(models_dir: str | Path | None = None) -> list[tuple[ModelSpec, str]]:
