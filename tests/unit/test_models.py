@@ -121,6 +121,7 @@ def test_a_changed_committed_model_is_refused(
     with pytest.raises(ChecksumMismatch, match="scripts/convert-person"):
         models.fetch(["mine"], models_dir=tmp_path / "out")
     assert not (tmp_path / "out" / "mine.tflite").exists()
+    assert not list((tmp_path / "out").iterdir())  # no temporary left behind
 
 
 def test_models_list_says_what_each_finds_and_where_it_comes_from(
