@@ -25,6 +25,8 @@ from edge.preprocess import (
     model_image,
     reduction_for,
 )
+from edge.preprocess_tf import MODE as STRETCH_TF
+from edge.preprocess_tf import StretchTFPreprocessor
 from edge.runtime.interpreter import Runner
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,9 @@ class Detector:
         )
         self.decoder = build_decoder(runner.outputs_info, decode_spec, cfg.decoder or spec.family)
         quant = (inp.scale, inp.zero_point) if inp.dtype != np.float32 else (0.0, 0)
-        self.pre = Preprocessor(
+        # TensorFlow's own resize for the graphs that resize with it (edge/preprocess_tf.py)
+        make = StretchTFPreprocessor if spec.resize == STRETCH_TF else Preprocessor
+        self.pre: Preprocessor | StretchTFPreprocessor = make(
             inp.width,
             inp.height,
             inp.channels,

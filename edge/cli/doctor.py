@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     out.write("models\n")
     ok = 0
     for spec, st in models.status(args.dir):
-        out.write(f"  {spec.name:<10} {st}\n")
+        out.write(f"  {spec.name:<12} {st}\n")
         ok += st == "ok"
         if st == "checksum mismatch":
             problems.append(

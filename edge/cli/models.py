@@ -45,11 +45,14 @@ def check_names(names: list[str], models_dir: str | None) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     out = sys.stdout
-    out.write(f"{'name':<10} {'input':<8} {'family':<10} {'status':<18} description\n")
-    for spec, st in models.status(args.dir):
+    rows = models.status(args.dir)
+    w = max([len("name"), *(len(spec.name) for spec, _ in rows)]) + 2
+    out.write(f"{'name':<{w}} {'input':<8} {'family':<10} {'from':<6} {'status':<18} finds\n")
+    for spec, st in rows:
         size = f"{spec.input_w}x{spec.input_h}" if spec.input_w else "?"
         out.write(
-            f"{spec.name:<10} {size:<8} {spec.family or '?':<10} {st:<18} {spec.description}\n"
+            f"{spec.name:<{w}} {size:<8} {spec.family or '?':<10} {spec.source:<6} {st:<18} "
+            f"{spec.description}\n"
         )
     return 0
 

@@ -16,9 +16,10 @@ from edge.errors import ModelInvalid
 def families() -> dict[str, type[Decoder]]:
     from edge.decoders.mediapipe import MediaPipeDecoder
     from edge.decoders.ssd import SSDDecoder
+    from edge.decoders.ssd_raw import SSDRawDecoder
     from edge.decoders.yolo import YOLODecoder
 
-    return {d.family: d for d in (MediaPipeDecoder, SSDDecoder, YOLODecoder)}
+    return {d.family: d for d in (MediaPipeDecoder, SSDDecoder, SSDRawDecoder, YOLODecoder)}
 
 
 def build_decoder(

@@ -1,9 +1,8 @@
 """A server fed like the pipeline feeds it, without the pipeline: real frames of a sample clip
 with a real model's detections, published by a paced thread, and a real HTTP client.
 
-The clip is Megamind.avi with the ``face`` model (the ``demo`` source's pair): the ``person``
-model (MediaPipe pose detection) finds none of vtest.avi's small pedestrians at its threshold,
-and a pixel check needs a box to look for.
+The clip is Megamind.avi with the ``face`` model (the ``demo`` source's pair); the person demo
+(``demo:person`` with ``person``) has its own test, test_demo_person.py.
 
 The detections are computed once per session (the model runs ~40 times); the publisher then
 replays them in a loop at the clip's pace, filling the same counters and latency rings the

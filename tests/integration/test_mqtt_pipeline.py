@@ -33,22 +33,21 @@ DEBOUNCE_MS, LEAVE_MS = 100, 150
 
 @pytest.fixture(scope="module")
 def clip(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """vtest.avi's middle quarter (the person model misses the small pedestrians of the full
-    frame), 50 frames, then 25 black ones, then the same 50 again: people appear, leave and
+    """vtest.avi as it is (768x576, the pedestrians small in the frame, as a street camera
+    sees them), 50 frames, then 25 black ones, then the same 50 again: people appear, leave and
     appear again."""
     cap = cv2.VideoCapture(str(samples_dir / "vtest.avi"))
-    crops = []
+    frames = []
     for i in range(60):
         ok, img = cap.read()
         assert ok, "vtest.avi is shorter than expected"
         if i >= 10:
-            h, w = img.shape[:2]
-            crops.append(np.ascontiguousarray(img[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]))
+            frames.append(img)
     cap.release()
-    h, w = crops[0].shape[:2]
+    h, w = frames[0].shape[:2]
     path = tmp_path_factory.mktemp("clip") / "people.avi"
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (w, h))
-    for f in [*crops, *[np.zeros_like(crops[0])] * 25, *crops]:
+    for f in [*frames, *[np.zeros_like(frames[0])] * 25, *frames]:
         out.write(f)
     out.release()
     return path
@@ -67,7 +66,7 @@ class Recorder:
 
 
 def run_with_mqtt(clip: Path, broker: Broker, tmp_path: Path, sub: Subscriber) -> Any:
-    detector = load_detector(ModelConfig(name="person", threshold=0.3))
+    detector = load_detector(ModelConfig(name="person"))  # the manifest's threshold
     source = open_source(str(clip), SourceOptions(pace=False), MONOTONIC)
     # a 1 ms budget: every frame misses, so the summaries carry misses to check
     settings = Settings(
@@ -136,7 +135,8 @@ def test_events_and_summaries_match_the_runs_own_detections(clip: Path, tmp_path
     assert [s["seq"] for s in stats] == list(range(1, len(stats) + 1)) and len(stats) >= 2
     assert [s["final"] for s in stats] == [False] * (len(stats) - 1) + [True]
     person = sum(int((ids == 0).sum()) for _, _, ids in inferred)
-    assert person > 0
+    # the street's pedestrians, several at once (vtest.avi shows 2-6 at a time)
+    assert max(int((ids == 0).sum()) for _, _, ids in inferred) >= 3
     assert sum(s["classes"].get("person", {}).get("detections", 0) for s in stats) == person
     assert sum(s["misses"]["total"] for s in stats) == summary.missed == 125
     by_cause: Counter[str] = Counter()

