@@ -62,8 +62,13 @@ def reference(model: str, images: list[Path]) -> list[dict]:
             pytest.fail(msg)
         pytest.skip(msg)
     req = {"model": model, "images": [str(p) for p in images], "threshold": 0.5}
-    r = subprocess.run([str(REF_PY), str(ROOT / "scripts/mediapipe_ref.py")],
-                       input=json.dumps(req), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(REF_PY), str(ROOT / "scripts/mediapipe_ref.py")],
+        input=json.dumps(req),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout)["results"]  # type: ignore[no-any-return]
 
