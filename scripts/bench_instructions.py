@@ -134,7 +134,8 @@ def run_once(frames: int, workdir: Path) -> dict[str, float]:
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
            "--toggle-collect=ffi_call", "--dump-before=getppid", f"--callgrind-out-file={out}",
-           sys.executable, str(Path(__file__).resolve()), "--child", "--frames", str(frames)]  # fmt: skip
+           sys.executable, str(Path(__file__).resolve()), "--child",
+           "--frames", str(frames)]  # fmt: skip
     t0 = time.monotonic()
     r = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
@@ -191,15 +192,16 @@ def main() -> int:
         per = int(res["per_frame"])  # type: ignore[call-overload]
         CEILING.write_text(json.dumps({
             "frames": a.frames, "measured_per_frame": per, "ceiling_per_frame": int(per * MARGIN),
-            "how": "scripts/bench instructions --update (measured + 5 %)"}, indent=1) + "\n")  # fmt: skip
+            "how": "scripts/bench instructions --update (measured + 5 %)"},
+            indent=1) + "\n")  # fmt: skip
     if a.json:
         print(json.dumps(res))
     else:
         print(f"instructions per frame around the model (face, {a.frames} frames of Megamind.avi "
               f"720x528): {res['per_frame']:,.0f}")  # fmt: skip
         for r in res["runs"]:  # type: ignore[attr-defined]
-            print(f"  run: per frame {r['per_frame']:,.0f}, invoke alone {r['invoke_per_frame']:,.0f}"
-                  f" per frame, {r['seconds']:.1f} s")  # fmt: skip
+            print(f"  run: per frame {r['per_frame']:,.0f}, invoke alone "
+                  f"{r['invoke_per_frame']:,.0f} per frame, {r['seconds']:.1f} s")  # fmt: skip
         if ceiling:
             print(f"ceiling {ceiling['ceiling_per_frame']:,} ({CEILING.relative_to(ROOT)})")
     if a.check and not res["deterministic"]:
