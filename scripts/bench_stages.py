@@ -9,12 +9,18 @@ The overhead is printed two ways: per frame, total - decode - our infer stage (=
 postprocess); and median(total - decode) - median(bare invoke), which also charges us for an
 infer stage slower than the bare invoke (caches our stages evicted).
 OpenCV runs on --cv-threads threads (default 1, as the pipeline runs it).
+
+Then, on the same frames decoded beforehand (full size), ``Detector.detect`` (preprocess +
+invoke + postprocess) against MediaPipe's own ``FaceDetection.process()`` and against our bare
+invoke, alternating in rounds: p50 and p99 ratios (targets: p50 <= 0.8x and p99 <= 0.9x
+MediaPipe; detect <= 1.1x the bare invoke at p50).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -68,6 +74,23 @@ def ours(det, blobs: list[bytes]) -> dict[str, list[float]]:
     return st
 
 
+def detect_decoded(det, images: list[np.ndarray]) -> list[float]:
+    out = []
+    for img in images:
+        t0 = time.perf_counter_ns()
+        det.detect(img)
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
+def mediapipe_decoded(frames_dir: Path, model: str) -> list[float]:
+    py = ROOT / ".venv-ref/bin/python"
+    req = {"model": model, "bench_decoded": str(frames_dir), "repeat": 1}
+    r = subprocess.run([str(py), str(ROOT / "scripts/mediapipe_ref.py")], input=json.dumps(req),
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)["per_frame_ms"]  # type: ignore[no-any-return]
+
+
 def bare(det, n: int) -> list[float]:
     return [det.bare_invoke_ns() / 1e6 for _ in range(n)]
 
@@ -103,11 +126,19 @@ def main() -> int:
         acc: dict[str, list[float]] = {}
         inv: list[float] = []
         mp: list[float] = []
+        images = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in blobs]
+        dec: list[float] = []
+        mp_dec: list[float] = []
+        inv_dec: list[float] = []
+        detect_decoded(det, images[:20])
         for _ in range(a.rounds):
             for k, v in ours(det, blobs).items():
                 acc.setdefault(k, []).extend(v)
             inv += bare(det, len(blobs))
             mp += mediapipe(Path(tmp), a.model)[5:]  # MediaPipe's first frames warm it up
+            dec += detect_decoded(det, images)
+            mp_dec += mediapipe_decoded(Path(tmp), a.model)[5:]
+            inv_dec += bare(det, len(blobs))
     parts = zip(acc["total"], acc["decode"], acc["infer"], strict=True)
     overhead = [t - d - i for t, d, i in parts]
     total_less_decode = [t - d for t, d in zip(acc["total"], acc["decode"], strict=True)]
@@ -120,6 +151,12 @@ def main() -> int:
     res["overhead_vs_bare_invoke_ms"] = pct(total_less_decode)[0] - res["bare_invoke_ms"][0]
     res["ratio_total_over_invoke"] = res["total_ms"][0] / res["bare_invoke_ms"][0]
     res["ratio_ours_over_mediapipe"] = res["total_ms"][0] / res["mediapipe_ms"][0]
+    res["decoded"] = {
+        "detect_ms": pct(dec), "mediapipe_process_ms": pct(mp_dec), "bare_invoke_ms": pct(inv_dec),
+        "detect_over_mediapipe": [pct(dec)[i] / pct(mp_dec)[i] for i in (0, 1)],
+        "detect_over_bare_invoke": [pct(dec)[i] / pct(inv_dec)[i] for i in (0, 1)],
+        "loadavg": os.getloadavg(),
+    }  # fmt: skip
     if a.json:
         print(json.dumps(res))
         return 0
@@ -136,6 +173,16 @@ def main() -> int:
           "(target <= 0.25; preprocess + postprocess, per frame)")
     print(f"  ... counting infer - bare      {res['overhead_vs_bare_invoke_ms']:.3f} ms  "
           "(median(total - decode) - median(bare invoke))")
+    d = res["decoded"]
+    print(f"same decoded 640x480 frames (load average {d['loadavg'][0]:.2f}):")
+    print(f"  Detector.detect p50 {d['detect_ms'][0]:.3f} p99 {d['detect_ms'][1]:.3f} ms; "
+          f"MediaPipe process() p50 {d['mediapipe_process_ms'][0]:.3f} "
+          f"p99 {d['mediapipe_process_ms'][1]:.3f} ms; bare invoke p50 "
+          f"{d['bare_invoke_ms'][0]:.3f} p99 {d['bare_invoke_ms'][1]:.3f} ms")
+    print(f"  ours / MediaPipe  p50 {d['detect_over_mediapipe'][0]:.2f} (target <= 0.8)  "
+          f"p99 {d['detect_over_mediapipe'][1]:.2f} (target <= 0.9)")
+    print(f"  detect / bare invoke  p50 {d['detect_over_bare_invoke'][0]:.2f} (target <= 1.1)  "
+          f"p99 {d['detect_over_bare_invoke'][1]:.2f}")
     return 0
 
 
