@@ -18,7 +18,8 @@ End of stream is explicit: :meth:`close` makes :meth:`get` return :data:`END` on
 frame has been taken, so the worker never has to guess from a timeout.
 
 :class:`PullSlot` is the other handoff, for sources that already keep only their newest frame
-(a paced file skips the frames its reader missed; see :func:`reads_newest_only`): there the
+(a paced file skips the frames its reader missed; an OpenCV live source's own reader thread
+keeps only the newest; see :func:`reads_newest_only`): there the
 worker reads the source itself and the capture thread is not started. A frame then reaches the
 worker without a thread wake-up in between: with the capture thread, the frame's arrival wakes
 the capture thread, whose ``notify`` wakes the worker (a second futex wake-up, ~70-170 us on a

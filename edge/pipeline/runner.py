@@ -6,7 +6,8 @@ the miss log's writer. The calling (main) thread only waits: it joins the worker
 slices, so a SIGTERM, SIGINT or SIGHUP (whose handler just sets the stop event) is acted on
 at once. SIGHUP stops the run like SIGTERM (a terminal that went away); it does not reload the
 config: a restart does that, and the unit has no ``ExecReload=``.
-A source that keeps only its newest frame itself (a paced file) is read by the worker directly
+A source that keeps only its newest frame itself (a paced file, an OpenCV live source with its
+own reader thread) is read by the worker directly
 (:class:`~edge.pipeline.handoff.PullSlot`): no capture thread, no thread wake-up between a
 frame's arrival and its processing. The threads start with a 1 us timer slack (Linux), so a
 timed wait (a paced source's next frame) ends when due rather than up to 50 us later.
