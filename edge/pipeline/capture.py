@@ -52,6 +52,7 @@ class Capture:
         self.max_frames = max_frames
         self.read_timeout_s = read_timeout_s
         self.captured = 0
+        self._overwritten = 0  # the source's own count of frames passed over, last seen
         self.ended = False  # the source reached its end (not stopped, not failed)
         self.error: BaseException | None = None
         self._corrupt_log = RateLimitedLog(log, clock)
@@ -88,7 +89,16 @@ class Capture:
         if frame is not None:
             self.captured += 1
             self.counters.inc("captured")
+            self._count_overwritten()
         return frame
+
+    def _count_overwritten(self) -> None:
+        """With no handoff to overwrite frames, the frames dropped are those the source passed
+        over itself (``overwritten``, where it counts them): added to ``dropped``."""
+        n = getattr(self.source, "overwritten", None)
+        if isinstance(n, int) and n > self._overwritten:
+            self.counters.inc("dropped", n - self._overwritten)
+            self._overwritten = n
 
     def _ended(self) -> None:
         self.ended = True

@@ -98,6 +98,20 @@ def test_a_jpeg_run_warms_the_reduced_decode_before_frame_0(
     _check_warm(events, (180, 132))  # 720x528 JPEG bytes, DCT-reduced by 4 for a 128 model
 
 
+def test_frames_a_directly_read_source_passes_over_are_counted_as_dropped(
+    samples_dir: Path, tmp_path: Path
+) -> None:
+    # 1000 fps: the worker cannot keep up, so the paced source skips frames (a camera with
+    # one buffer would overwrite them); with no handoff they are the run's dropped frames
+    cfg = _config("face", tmp_path / "m.jsonl", 30)
+    cfg = Config(model=cfg.model, source=SourceConfig(fps=1000.0), pipeline=cfg.pipeline,
+                 degrade=cfg.degrade, watchdog=cfg.watchdog)  # fmt: skip
+    summary = run(cfg, str(samples_dir / "Megamind.avi"), environ={})
+    assert summary.captured == summary.processed == 30
+    assert summary.dropped > 0
+    assert summary.dropped == summary.source_stats["skipped"]
+
+
 def test_only_a_source_that_keeps_its_newest_frame_is_read_directly(samples_dir: Path) -> None:
     clip = str(samples_dir / "Megamind.avi")
     paced = open_source(clip, SourceOptions(fps=30.0))
