@@ -17,9 +17,13 @@ How the count is cut out of a Python process, deterministically and cheaply:
     counts (``--dump-before=getppid``), and phase 2 runs one bare ``invoke`` per frame through
     the same kind of callback. Per frame: (phase 1 - phase 2) / frames, which also cancels the
     callback's own cost. The invoke's count does not depend on the pixels (XNNPACK's kernels do
-    not branch on them), and the script checks that by running it twice over (--check).
+    not branch on them).
 
-The count repeats exactly for the same inputs, so tests/integration/test_instructions.py holds
+Runs repeat to the instruction or within a few tens per frame (0.002 %: the allocator's state
+after the wait for ``callgrind_control`` differs by a block or two); ``--check`` runs twice and
+fails beyond 0.1 %.
+
+The count does not move with the machine's load, so tests/integration/test_instructions.py holds
 it under the ceiling in scripts/instructions_ceiling.json (measured + 5 %). To update the
 ceiling after a change that is meant to cost more (or to bank a saving):
     scripts/bench instructions --update
@@ -41,6 +45,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CEILING = ROOT / "scripts" / "instructions_ceiling.json"
 MARGIN = 1.05
+#: runs repeat to within this fraction (observed: 20 instructions per frame in 1.3 M, from the
+#: allocator's state after the wait for callgrind_control); --check fails beyond it
+SPREAD = 0.001
 
 
 def child(frames: int) -> None:
@@ -116,6 +123,10 @@ def child(frames: int) -> None:
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     while on.poll() is None:  # keep running: callgrind reads its command file as we do
         time.sleep(0)
+    for img in images[:2]:  # the same allocations as a measured frame, to settle the allocator
+        feed(img)
+        one_frame()
+        inflight.take()
     gc.collect()
     gc.disable()  # a collection must not land inside one run's count and not the other's
     for img in images:
@@ -128,12 +139,14 @@ def child(frames: int) -> None:
 
 
 def run_once(frames: int, workdir: Path) -> dict[str, float]:
-    out = workdir / "callgrind.out"
+    # the same argv every run (a relative output path in the run's own directory): a string
+    # that differs between runs would move hashes and allocations, and the count with them
     # one thread everywhere: another thread's instructions must not land in the count
     env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
-           "--toggle-collect=ffi_call", "--dump-before=getppid", f"--callgrind-out-file={out}",
+           "--toggle-collect=ffi_call", "--dump-before=getppid",
+           "--callgrind-out-file=callgrind.out",
            sys.executable, str(Path(__file__).resolve()), "--child",
            "--frames", str(frames)]  # fmt: skip
     t0 = time.monotonic()
@@ -168,8 +181,10 @@ def measure(frames: int, runs: int) -> dict[str, object]:
         with tempfile.TemporaryDirectory() as tmp:
             results.append(run_once(frames, Path(tmp)))
     per = [r["per_frame"] for r in results]
+    spread = (max(per) - min(per)) / max(per)
     return {"frames": frames, "model": "face", "source": "Megamind.avi 720x528 BGR",
-            "per_frame": per[0], "runs": results, "deterministic": len(set(per)) == 1}  # fmt: skip
+            "per_frame": max(per), "runs": results, "spread": spread,
+            "deterministic": spread <= SPREAD}  # fmt: skip
 
 
 def main() -> int:
@@ -188,7 +203,8 @@ def main() -> int:
     res["ceiling"] = ceiling
     if a.update:
         if not res["deterministic"]:
-            raise SystemExit(f"the count differs between runs: {res['runs']}")
+            raise SystemExit(f"the count differs between runs by more than {SPREAD:.1%}: "
+                             f"{res['runs']}")  # fmt: skip
         per = int(res["per_frame"])  # type: ignore[call-overload]
         CEILING.write_text(json.dumps({
             "frames": a.frames, "measured_per_frame": per, "ceiling_per_frame": int(per * MARGIN),
@@ -202,10 +218,12 @@ def main() -> int:
         for r in res["runs"]:  # type: ignore[attr-defined]
             print(f"  run: per frame {r['per_frame']:,.0f}, invoke alone "
                   f"{r['invoke_per_frame']:,.0f} per frame, {r['seconds']:.1f} s")  # fmt: skip
+        if len(res["runs"]) > 1:  # type: ignore[arg-type]
+            print(f"spread between runs {res['spread']:.5%} (allowed {SPREAD:.1%})")
         if ceiling:
             print(f"ceiling {ceiling['ceiling_per_frame']:,} ({CEILING.relative_to(ROOT)})")
     if a.check and not res["deterministic"]:
-        print("NOT deterministic: the runs differ", file=sys.stderr)
+        print(f"NOT repeatable: the runs differ by more than {SPREAD:.1%}", file=sys.stderr)
         return 1
     return 0
 
