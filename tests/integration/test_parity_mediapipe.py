@@ -62,13 +62,8 @@ def reference(model: str, images: list[Path]) -> list[dict]:
             pytest.fail(msg)
         pytest.skip(msg)
     req = {"model": model, "images": [str(p) for p in images], "threshold": 0.5}
-    r = subprocess.run(
-        [str(REF_PY), str(ROOT / "scripts/mediapipe_ref.py")],
-        input=json.dumps(req),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = subprocess.run([str(REF_PY), str(ROOT / "scripts/mediapipe_ref.py")],
+                       input=json.dumps(req), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout)["results"]  # type: ignore[no-any-return]
 
@@ -97,5 +92,7 @@ def test_boxes_match_mediapipe(
         if len(ours):
             top = int(np.argmax(ours.scores))
             ref_top = max(theirs, key=lambda t: t["score"])
-            assert abs(float(ours.scores[top]) - ref_top["score"]) < 0.02
+            # the same input tensor to the bit gives the same scores to float rounding (5e-7
+            # here); a resampling one level off on some pixels moved them by up to 0.01
+            assert abs(float(ours.scores[top]) - ref_top["score"]) < 1e-3
     assert faces >= len(images) - 3  # every frame but the title cards has a face

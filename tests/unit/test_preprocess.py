@@ -18,11 +18,8 @@ from edge.preprocess import (
 )
 
 
-@given(
-    st.integers(1, 4000),
-    st.integers(1, 4000),
-    st.sampled_from([(128, 128), (192, 192), (320, 240)]),
-)
+@given(st.integers(1, 4000), st.integers(1, 4000), st.sampled_from([(128, 128), (192, 192),
+                                                                     (320, 240)]))
 def test_letterbox_round_trip_is_exact(w: int, h: int, size: tuple[int, int]) -> None:
     t = Transform.fit(w, h, *size, "letterbox")
     assert t.sx == pytest.approx(t.sy)  # aspect kept
