@@ -194,6 +194,19 @@ def test_band_gives_the_bytes_of_mediapipes_full_sampling(rgb: bool, gray: bool)
             assert (f.r0, f.r1) == (16, 112)  # the frame reaches rows 16..111 of 128
 
 
+def test_stretch_samples_every_row_with_the_same_arithmetic() -> None:
+    # a stretch has no pad rows and different x and y scales: every row is sampled
+    img = np.random.default_rng(4).integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    pre = Preprocessor(224, 160, 3, np.dtype(np.float32), "[0,1]", "stretch")
+    dst = np.full((160, 224, 3), np.nan, np.float32)
+    pre(img, dst)
+    f = pre._fit(500, 300)
+    assert (f.r0, f.r1) == (0, 160)
+    t = Transform.fit(500, 300, 224, 160, "stretch")
+    want = cv2.cvtColor(bilinear_3_4(img, *sampling_maps(t, 224, 160)), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(dst, want.astype(np.float32) * np.float32(1 / 255))
+
+
 def test_quantized_band_pads_with_quantized_black() -> None:
     img = np.full((240, 320, 3), 255, np.uint8)
     pre = Preprocessor(128, 128, 3, np.dtype(np.uint8), "[-1,1]", quant=(1 / 128, 128))
