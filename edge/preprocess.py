@@ -1,11 +1,17 @@
 """From camera bytes to the model's input tensor, and from tensor pixels back to frame pixels.
 
-The resize is a single affine warp from the frame straight into a preallocated buffer (only
-the tensor rows a letterboxed frame reaches; the pad rows are filled, not warped), sampled the
-way MediaPipe's ImageToTensorCalculator (OpenCV backend) does it: the ROI's corners map onto the
-tensor's corners with *no* half-pixel offset, bilinear, zero border. A ``cv2.resize``-based
-letterbox samples on a different grid (pixel centres) and moves boxes by a fraction of a pixel,
-which costs ~0.1 IoU on small faces against MediaPipe's own results.
+The resize is one bilinear resampling from the frame straight into a preallocated buffer (only
+the tensor rows a letterboxed frame reaches; the pad rows are filled, not resampled), done the
+way MediaPipe's ImageToTensorCalculator (OpenCV backend) does it, to the bit: the ROI's corners
+map onto the tensor's corners with *no* half-pixel offset (``cv::getPerspectiveTransform`` on
+``cv::boxPoints``), and ``cv::warpPerspective`` samples with OpenCV 3.4's fixed-point bilinear
+(coordinates rounded to 1/32 pixel, 15-bit weights), the OpenCV that MediaPipe's wheels link.
+OpenCV >= 4.11's own warps compute their weights in floating point and differ by one level on
+some pixels, which moved face-full's boxes by up to 1.3 px (IoU 0.973) against MediaPipe's. So
+the sampling positions and weights are computed once per frame size, as OpenCV 3.4 does, into
+fixed-point maps, and each frame is one ``cv2.remap`` with them (whose fixed-point path is that
+same arithmetic). A ``cv2.resize``-based letterbox samples on another grid (pixel centres) and
+costs ~0.1 IoU on small faces.
 
 Normalisation and, for quantized models, quantisation are folded into one affine step
 ``q = alpha * pixel + beta`` written straight into the interpreter's input buffer.
@@ -17,7 +23,6 @@ touch, so there are few of each (see :class:`Preprocessor`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,14 +189,12 @@ def model_image(image: npt.NDArray[Any]) -> Image:
     return image
 
 
-#: OpenCV 5's warpAffine has SIMD kernels for 1- and 4-channel 8-bit images but not for 3: a BGR
-#: warp costs ~3x a BGRA one (x86 AVX2: 120 vs 40 us for 128x128 out). Widening the frame to BGRA
-#: first (one cvtColor over the frame) pays while the frame has at most this many pixels per
-#: output pixel (break-even measured at ~20; 320x240 -> 128x128 is 4.7). Both paths give the
-#: same bytes.
-WIDEN_MAX_PIXEL_RATIO = 12
+#: OpenCV's fixed-point sampling: coordinates in 1/32 pixel (INTER_BITS), weights in 1/32768
+INTER_BITS = 5
+INTER_TAB = 1 << INTER_BITS
+#: warpPerspective works in blocks of this many columns, each from its own start (same doubles)
+_BLOCK_W = 64
 
-_FROM_BGRA = {1: cv2.COLOR_BGRA2GRAY, 3: cv2.COLOR_BGRA2BGR}
 _FROM_BGR = {1: cv2.COLOR_BGR2GRAY, 3: None}
 
 
@@ -199,26 +202,27 @@ _FROM_BGR = {1: cv2.COLOR_BGR2GRAY, 3: None}
 class _Fit:
     """What one frame size needs (a camera's size never changes): its transform; the band of
     tensor rows [r0, r1) the frame reaches (a letterbox pads the rest with black, written
-    without warping it) and the matrix that warps the frame into that band; scratch buffers
-    for the band; the BGRA copy of the frame when widening pays (else None)."""
+    without sampling it) and the fixed-point maps that sample the frame into that band
+    (``xy``: integer source pixel, ``frac``: its 1/32 fractions, see :func:`sampling_maps`);
+    scratch buffers for the band."""
 
     w: int
     h: int
     t: Transform
     r0: int
     r1: int
-    m: npt.NDArray[np.float64]
+    xy: npt.NDArray[np.int16]
+    frac: npt.NDArray[np.uint16]
     warped: Image
     px: Image
-    wide: Image | None
 
 
 class Preprocessor:
     """Warps a BGR frame into a model's input buffer; every buffer is allocated here, once
     per frame size.
 
-    Per frame (colour float model, 4:3 frame): BGR->BGRA over the frame, one warp into the
-    rows of the tensor the frame reaches, one cvtColor to the model's channel order, then
+    Per frame (colour float model, 4:3 frame): one ``cv2.remap`` into the rows of the tensor
+    the frame reaches, one cvtColor to the model's channel order, then
     the normalisation as one ``cv2.LUT`` pass: a uint8 pixel has 256 values, so
     ``float32(px) * alpha + beta`` (and, for quantized models, its rounding and clamping) is
     computed once per value at start-up, by the same arithmetic, and looked up per pixel
@@ -245,7 +249,6 @@ class Preprocessor:
         self.in_w, self.in_h, self.channels, self.resize = in_w, in_h, channels, resize
         swap = channels == 3 and rgb
         self._code3 = cv2.COLOR_BGR2RGB if swap else _FROM_BGR[channels]
-        self._code4 = cv2.COLOR_BGRA2RGB if swap else _FROM_BGRA[channels]
         a, b = NORMALISATIONS[normalization]
         scale, zp = quant
         self.dtype = np.dtype(dtype)
@@ -282,32 +285,23 @@ class Preprocessor:
 
     def _plan(self, w: int, h: int) -> _Fit:
         t = Transform.fit(w, h, self.in_w, self.in_h, self.resize)
-        wide = None
-        if w * h <= WIDEN_MAX_PIXEL_RATIO * self.in_w * self.in_h:
-            wide = np.zeros((h, w, 4), np.uint8)
-        ch = 4 if wide is not None else 3
-        m = t.matrix()
-        # tensor row i samples frame row (i - oy) / sy; bilinear reads rows floor(y) and
-        # floor(y) + 1, so rows with y <= -1 or y >= h are black. One row of margin each side.
-        r0 = max(0, math.floor(t.oy - 2 * t.sy))
-        r1 = min(self.in_h, math.ceil(t.oy + (h + 1) * t.sy) + 1)
-        if r1 - r0 < self.in_h:
-            band = m.copy()
-            band[1, 2] -= r0
-            if _same_warp(h, w, ch, m, band, r0, r1, (self.in_w, self.in_h)):
-                m = band
-            else:  # this OpenCV computes the shifted band's coordinates differently: all rows
-                r0, r1 = 0, self.in_h
-        warped = np.zeros((r1 - r0, self.in_w, ch), np.uint8)
+        xy, frac = sampling_maps(t, self.in_w, self.in_h)
+        # rows none of whose samples touch the frame are black: the band is the rest
+        iy = xy[..., 1].astype(np.int32)
+        ix = xy[..., 0].astype(np.int32)
+        reached = ((iy + 1 >= 0) & (iy < h) & (ix + 1 >= 0) & (ix < w)).any(axis=1).nonzero()[0]
+        r0, r1 = (int(reached[0]), int(reached[-1]) + 1) if reached.size else (0, 1)
+        xy, frac = np.ascontiguousarray(xy[r0:r1]), np.ascontiguousarray(frac[r0:r1])
+        warped = np.zeros((r1 - r0, self.in_w, 3), np.uint8)
         px = np.zeros((r1 - r0, self.in_w) + ((3,) if self.channels == 3 else ()), np.uint8)
-        return _Fit(w, h, t, r0, r1, m, warped, px, wide)
+        return _Fit(w, h, t, r0, r1, xy, frac, warped, px)
 
     def __call__(self, image: Image, dst: npt.NDArray[Any], keep_pad: bool = False) -> Transform:
         """Warp ``image`` (BGR uint8, see :func:`model_image`) into ``dst`` (the model input
         view, (H, W, C)). ``keep_pad``: ``dst`` is the buffer of every earlier ``keep_pad`` call
         and nothing else writes it, so pad rows written before still hold the pad value."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or not image.size:
-            # warpAffine would write a new array of the image's own layout and leave the
+            # remap would write a new array of the image's own layout and leave the
             # scratch holding the previous frame: the model would see that frame again
             raise ImageError(f"expected a BGR uint8 image, got {image.shape} {image.dtype}")
         return self.warp_into(image, dst, keep_pad)
@@ -318,17 +312,19 @@ class Preprocessor:
         f = self._fitted
         if f is None or f.w != image.shape[1] or f.h != image.shape[0]:
             f = self._fit(image.shape[1], image.shape[0])
-        if f.wide is not None:
-            cv2.cvtColor(image, cv2.COLOR_BGR2BGRA, dst=f.wide)
-            _warp(f.wide, f.m, f.warped)
-            cv2.cvtColor(f.warped, self._code4, dst=f.px)
+        cv2.remap(
+            image,
+            f.xy,
+            f.frac,
+            cv2.INTER_LINEAR,
+            dst=f.warped,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+        px = f.warped
+        if self._code3 is not None:
+            cv2.cvtColor(f.warped, self._code3, dst=f.px)
             px = f.px
-        else:
-            _warp(image, f.m, f.warped)
-            px = f.warped
-            if self._code3 is not None:
-                cv2.cvtColor(f.warped, self._code3, dst=f.px)
-                px = f.px
         if self.channels == 1:
             px = px[..., None]
         if f.r1 - f.r0 == self.in_h:
@@ -368,38 +364,36 @@ class Preprocessor:
             np.copyto(dst, f, casting="unsafe")
 
 
-def _warp(src: Image, m: npt.NDArray[np.float64], out: Image) -> None:
-    """Bilinear, zero border, ``out``'s size: the sampling of MediaPipe's OpenCV converter."""
-    cv2.warpAffine(
-        src,
-        m,
-        (out.shape[1], out.shape[0]),
-        dst=out,
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
-
-
-def _same_warp(
-    h: int,
-    w: int,
-    ch: int,
-    m: npt.NDArray[np.float64],
-    band: npt.NDArray[np.float64],
-    r0: int,
-    r1: int,
-    out_size: tuple[int, int],
-) -> bool:
-    """Whether warping into rows [r0, r1) with the shifted matrix ``band`` gives, on a noise
-    frame, exactly the bytes the full warp gives (the rest black). OpenCV computes the
-    coordinates from the matrix it is given, so a shifted one may round differently: this
-    is checked once per frame size rather than assumed."""
-    out_w, out_h = out_size
-    frame = np.random.default_rng(0).integers(0, 256, (h, w, ch), dtype=np.uint8)
-    full = np.zeros((out_h, out_w, ch), np.uint8)
-    _warp(frame, m, full)
-    part = np.zeros((r1 - r0, out_w, ch), np.uint8)
-    _warp(frame, band, part)
-    outside = np.concatenate([full[:r0], full[r1:]])
-    return bool(np.array_equal(full[r0:r1], part) and not outside.any())
+def sampling_maps(
+    t: Transform, in_w: int, in_h: int
+) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.uint16]]:
+    """Where each tensor pixel samples the frame, as MediaPipe's OpenCV converter computes it:
+    the ROI (``t``'s inverse image of the tensor) as a ``cv::RotatedRect`` of float32 centre
+    and size, its ``boxPoints`` mapped onto the tensor's corners by ``getPerspectiveTransform``,
+    inverted (LU, as ``warpPerspective`` does), then per pixel OpenCV 3.4's
+    ``WarpPerspectiveInvoker``: ``X = round((M0 x + M1 y + M2) * 32 / W)`` in doubles, column
+    blocks of 64. Returns OpenCV's fixed-point maps: ``xy`` (H, W, 2) int16 integer pixel
+    ``(X >> 5, Y >> 5)`` and ``frac`` (H, W) uint16 ``(Y & 31) * 32 + (X & 31)``, which
+    ``cv2.remap`` turns into bilinear weights with 15-bit fixed-point rounding."""
+    x0, y0 = -t.ox / t.sx, -t.oy / t.sy
+    rw, rh = in_w / t.sx, in_h / t.sy
+    centre = (float(np.float32(x0 + rw / 2)), float(np.float32(y0 + rh / 2)))
+    size = (float(np.float32(rw)), float(np.float32(rh)))
+    src = cv2.boxPoints((centre, size, 0.0)).astype(np.float32)
+    corners = np.array([[0, in_h], [0, 0], [in_w, 0], [in_w, in_h]], np.float32)
+    _, m = cv2.invert(cv2.getPerspectiveTransform(src, corners))
+    ys, xs = np.mgrid[0:in_h, 0:in_w]
+    x1 = (xs % _BLOCK_W).astype(np.float64)
+    xb = (xs - xs % _BLOCK_W).astype(np.float64)
+    y = ys.astype(np.float64)
+    row0 = m[0, 0] * xb + m[0, 1] * y + m[0, 2]
+    row1 = m[1, 0] * xb + m[1, 1] * y + m[1, 2]
+    wgt = (m[2, 0] * xb + m[2, 1] * y + m[2, 2]) + m[2, 0] * x1
+    nz = wgt != 0
+    wgt = np.where(nz, INTER_TAB / np.where(nz, wgt, 1.0), 0.0)
+    lim = (float(np.iinfo(np.int32).min), float(np.iinfo(np.int32).max))
+    fx = np.rint(np.clip((row0 + m[0, 0] * x1) * wgt, *lim)).astype(np.int64)
+    fy = np.rint(np.clip((row1 + m[1, 0] * x1) * wgt, *lim)).astype(np.int64)
+    xy = np.stack([fx >> INTER_BITS, fy >> INTER_BITS], axis=-1).clip(-32768, 32767)
+    frac = (fy & (INTER_TAB - 1)) * INTER_TAB + (fx & (INTER_TAB - 1))
+    return xy.astype(np.int16), frac.astype(np.uint16)

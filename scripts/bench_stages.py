@@ -14,12 +14,18 @@ OpenCV runs on --cv-threads threads (default 1, as the pipeline runs it).
 alternate and the bare invokes are compared to the first's. MediaPipe's own pipeline is run for
 face and face-full only. --source VIDEO uses that clip's frames at their own size (default:
 Megamind.avi resized to 640x480).
+
+Then, for face and face-full, on the same frames decoded beforehand (full size),
+``Detector.detect`` (preprocess + invoke + postprocess) against MediaPipe's own
+``FaceDetection.process()`` and against our bare invoke, alternating in rounds: p50 and p99
+ratios (targets: p50 <= 0.8x and p99 <= 0.9x MediaPipe; detect <= 1.1x the bare invoke at p50).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -76,6 +82,23 @@ def ours(det, blobs: list[bytes]) -> dict[str, list[float]]:
     return st
 
 
+def detect_decoded(det, images: list[np.ndarray]) -> list[float]:
+    out = []
+    for img in images:
+        t0 = time.perf_counter_ns()
+        det.detect(img)
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
+def mediapipe_decoded(frames_dir: Path, model: str) -> list[float]:
+    py = ROOT / ".venv-ref/bin/python"
+    req = {"model": model, "bench_decoded": str(frames_dir), "repeat": 1}
+    r = subprocess.run([str(py), str(ROOT / "scripts/mediapipe_ref.py")], input=json.dumps(req),
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)["per_frame_ms"]  # type: ignore[no-any-return]
+
+
 def bare(det, n: int) -> list[float]:
     return [det.bare_invoke_ns() / 1e6 for _ in range(n)]
 
@@ -117,8 +140,12 @@ def main() -> int:
         acc: dict[str, dict[str, list[float]]] = {n: {} for n in names}
         inv: dict[str, list[float]] = {n: [] for n in names}
         mp: dict[str, list[float]] = {n: [] for n in names}
-        for det in dets.values():
+        images = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in blobs]
+        dec: dict[str, dict[str, list[float]]] = {n: {} for n in names if n in MEDIAPIPE_MODELS}
+        for n, det in dets.items():
             ours(det, blobs[:20])  # warm-up
+            if n in dec:
+                detect_decoded(det, images[:20])
         for _ in range(a.rounds):
             for n, det in dets.items():
                 for k, v in ours(det, blobs).items():
@@ -126,7 +153,14 @@ def main() -> int:
                 inv[n] += bare(det, len(blobs))
                 if n in MEDIAPIPE_MODELS:
                     mp[n] += mediapipe(Path(tmp), n)[5:]  # its first frames warm it up
+                    d = dec[n]
+                    d.setdefault("detect", []).extend(detect_decoded(det, images))
+                    d.setdefault("mp", []).extend(mediapipe_decoded(Path(tmp), n)[5:])
+                    d.setdefault("bare", []).extend(bare(det, len(blobs)))
     results = [summarise(n, acc[n], inv[n], mp[n], len(blobs), a) for n in names]
+    for r in results:
+        if r["model"] in dec:
+            r["decoded"] = decoded_summary(dec[r["model"]])
     first = results[0]["bare_invoke_ms"][0]
     for r in results:
         r["bare_invoke_over_first"] = r["bare_invoke_ms"][0] / first
@@ -160,6 +194,16 @@ def summarise(name: str, acc: dict[str, list[float]], inv: list[float], mp: list
     return res
 
 
+def decoded_summary(d: dict[str, list[float]]) -> dict:
+    det, mp, inv = pct(d["detect"]), pct(d["mp"]), pct(d["bare"])
+    return {
+        "detect_ms": det, "mediapipe_process_ms": mp, "bare_invoke_ms": inv,
+        "detect_over_mediapipe": [det[i] / mp[i] for i in (0, 1)],
+        "detect_over_bare_invoke": [det[i] / inv[i] for i in (0, 1)],
+        "loadavg": os.getloadavg(),
+    }
+
+
 def report(res: dict, size: str, a: argparse.Namespace) -> None:
     print(f"model {res['model']}, {res['frames']} frames {size} JPEG x {a.rounds} rounds, "
           f"{a.threads} interpreter thread(s), {a.cv_threads} OpenCV thread(s)")
@@ -176,6 +220,17 @@ def report(res: dict, size: str, a: argparse.Namespace) -> None:
           "(target <= 0.25; preprocess + postprocess, per frame)")
     print(f"  ... counting infer - bare      {res['overhead_vs_bare_invoke_ms']:.3f} ms  "
           "(median(total - decode) - median(bare invoke))")
+    if "decoded" in res:
+        d = res["decoded"]
+        print(f"same decoded {size} frames (load average {d['loadavg'][0]:.2f}):")
+        print(f"  Detector.detect p50 {d['detect_ms'][0]:.3f} p99 {d['detect_ms'][1]:.3f} ms; "
+              f"MediaPipe process() p50 {d['mediapipe_process_ms'][0]:.3f} "
+              f"p99 {d['mediapipe_process_ms'][1]:.3f} ms; bare invoke p50 "
+              f"{d['bare_invoke_ms'][0]:.3f} p99 {d['bare_invoke_ms'][1]:.3f} ms")
+        print(f"  ours / MediaPipe  p50 {d['detect_over_mediapipe'][0]:.2f} (target <= 0.8)  "
+              f"p99 {d['detect_over_mediapipe'][1]:.2f} (target <= 0.9)")
+        print(f"  detect / bare invoke  p50 {d['detect_over_bare_invoke'][0]:.2f} "
+              f"(target <= 1.1)  p99 {d['detect_over_bare_invoke'][1]:.2f}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Request: {"model": "face"|"face-full", "images": [PATH...], "threshold": 0.5}
   -> {"results": [{"source", "width", "height", "detections": [{"score", "box", "keypoints"}]}]}
 Request: {"model": ..., "bench_jpegs": DIR, "repeat": N}   (every *.jpg in DIR, in name order)
   -> {"per_frame_ms": [...]}  decode (cv2.imdecode + BGR->RGB) + FaceDetection.process()
+Request: {"model": ..., "bench_decoded": DIR, "repeat": N}
+  -> {"per_frame_ms": [...]}  FaceDetection.process() alone, on frames decoded beforehand
 """
 
 import json
@@ -49,6 +51,17 @@ def main():
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             out.append(to_record(p, rgb, fd.process(rgb)))
         json.dump({"results": out}, sys.stdout)
+        return
+    if "bench_decoded" in req:
+        rgbs = [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                for p in sorted(Path(req["bench_decoded"]).glob("*.jpg"))]
+        times = []
+        for _ in range(int(req.get("repeat", 1))):
+            for rgb in rgbs:
+                t0 = time.perf_counter_ns()
+                fd.process(rgb)
+                times.append((time.perf_counter_ns() - t0) / 1e6)
+        json.dump({"per_frame_ms": times}, sys.stdout)
         return
     blobs = [np.frombuffer(p.read_bytes(), np.uint8)
              for p in sorted(Path(req["bench_jpegs"]).glob("*.jpg"))]

@@ -11,6 +11,10 @@ instead of waiting on a timeout. Frames the source had to throw away
 one log line per kind (``CorruptFrame.kind``) per second at most (:mod:`edge.ratelog`;
 a source opened by the registry is supervised, and the supervisor has counted and logged them
 already: these are the ones a bare source raises).
+
+With a source that keeps only its newest frame the runner starts no capture thread: the worker
+calls :meth:`Capture.pull` itself, which does one read with the same bookkeeping (see
+:class:`~edge.pipeline.handoff.PullSlot`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import threading
 from edge.clock import MONOTONIC, Clock
 from edge.errors import SourceError
 from edge.frame import Frame
-from edge.pipeline.handoff import LatestSlot
+from edge.pipeline.handoff import END, LatestSlot
+from edge.pipeline.handoff import EndOfStream as End
 from edge.ratelog import RateLimitedLog
 from edge.sources.base import CorruptFrame, EndOfStream, Source
 from edge.stats import Counters
@@ -47,6 +52,7 @@ class Capture:
         self.max_frames = max_frames
         self.read_timeout_s = read_timeout_s
         self.captured = 0
+        self._overwritten = 0  # the source's own count of frames passed over, last seen
         self.ended = False  # the source reached its end (not stopped, not failed)
         self.error: BaseException | None = None
         self._corrupt_log = RateLimitedLog(log, clock)
@@ -60,23 +66,57 @@ class Capture:
                 if frame is not None:
                     self._offer(frame)
         except EndOfStream:
-            self.ended = True
-            log.info("%s: end of stream after %d frames", self.source.name, self.captured)
+            self._ended()
         except BaseException as e:
-            self.error = e
-            if isinstance(e, SourceError):
-                log.error("%s: %s", self.source.name, e)
-            else:
-                log.error("capture from %s failed: %s", self.source.name, e, exc_info=True)
+            self._failed(e)
         finally:
             self.slot.close()
+
+    def pull(self, timeout_s: float) -> Frame | End | None:
+        """One read on the caller's thread (the worker's, with no capture thread): the frame,
+        None when none came within ``timeout_s`` (or it was corrupt), :data:`END` once the
+        source ended or failed (kept in ``error``), ``max_frames`` were read, or stop was set."""
+        if self.ended or self.error is not None or self.stop.is_set() or self._limit_reached():
+            return END
+        try:
+            frame = self._read(timeout_s)
+        except EndOfStream:
+            self._ended()
+            return END
+        except BaseException as e:
+            self._failed(e)
+            return END
+        if frame is not None:
+            self.captured += 1
+            self.counters.inc("captured")
+            self._count_overwritten()
+        return frame
+
+    def _count_overwritten(self) -> None:
+        """With no handoff to overwrite frames, the frames dropped are those the source passed
+        over itself (``overwritten``, where it counts them): added to ``dropped``."""
+        n = getattr(self.source, "overwritten", None)
+        if isinstance(n, int) and n > self._overwritten:
+            self.counters.inc("dropped", n - self._overwritten)
+            self._overwritten = n
+
+    def _ended(self) -> None:
+        self.ended = True
+        log.info("%s: end of stream after %d frames", self.source.name, self.captured)
+
+    def _failed(self, e: BaseException) -> None:
+        self.error = e
+        if isinstance(e, SourceError):
+            log.error("%s: %s", self.source.name, e)
+        else:
+            log.error("capture from %s failed: %s", self.source.name, e, exc_info=True)
 
     def _limit_reached(self) -> bool:
         return self.max_frames is not None and self.captured >= self.max_frames
 
-    def _read(self) -> Frame | None:
+    def _read(self, timeout_s: float | None = None) -> Frame | None:
         try:
-            return self.source.read(self.read_timeout_s)
+            return self.source.read(self.read_timeout_s if timeout_s is None else timeout_s)
         except CorruptFrame as e:
             self.counters.inc("corrupt_frames", e.count)
             more = self._corrupt_log.due(e, e.count)

@@ -16,13 +16,24 @@ the dropping into the source's own reader (which counts it there).
 
 End of stream is explicit: :meth:`close` makes :meth:`get` return :data:`END` once the last
 frame has been taken, so the worker never has to guess from a timeout.
+
+:class:`PullSlot` is the other handoff, for sources that already keep only their newest frame
+(a paced file skips the frames its reader missed; an OpenCV live source's own reader thread
+keeps only the newest; see :func:`reads_newest_only`): there the
+worker reads the source itself and the capture thread is not started. A frame then reaches the
+worker without a thread wake-up in between: with the capture thread, the frame's arrival wakes
+the capture thread, whose ``notify`` wakes the worker (a second futex wake-up, ~70-170 us on a
+shared VM), and the worker, once awake, waits for the GIL until the capture thread reaches its
+next decode (a third hand-over). Measured on the face model at 60 fps (docs/TUNING.md), that
+hop was most of the ``wait`` stage.
 """
 
 from __future__ import annotations
 
 import enum
 import threading
-from typing import Final, Literal
+from collections.abc import Callable
+from typing import Final, Literal, Protocol
 
 from edge.frame import Frame
 
@@ -127,3 +138,43 @@ class LatestSlot:
         """Frames the worker took."""
         with self._cond:
             return self._taken
+
+
+class Handoff(Protocol):
+    """What the worker needs from a handoff."""
+
+    def get(self, timeout_s: float) -> Frame | EndOfStream | None: ...
+
+    def pending(self) -> bool: ...
+
+
+def reads_newest_only(source: object) -> bool:
+    """Whether ``source`` hands out only its newest frame by itself (``newest_only``): a late
+    reader never gets a queue of old frames, so the worker may read it directly."""
+    return bool(getattr(source, "newest_only", False))
+
+
+class PullSlot:
+    """The worker reads the source itself: ``get`` is ``pull(timeout_s)``, which blocks until
+    the next frame is due (the capture's bookkeeping included, see
+    :meth:`edge.pipeline.capture.Capture.pull`). Nothing waits in a slot, so nothing is
+    ``pending``; frames the source skipped are counted by the source."""
+
+    lossless = False
+
+    def __init__(self, pull: Callable[[float], Frame | EndOfStream | None]) -> None:
+        self._pull = pull
+        self._taken = 0
+
+    def get(self, timeout_s: float) -> Frame | EndOfStream | None:
+        item = self._pull(timeout_s)
+        if item is not None and item is not END:
+            self._taken += 1
+        return item
+
+    def pending(self) -> bool:
+        return False
+
+    @property
+    def taken(self) -> int:
+        return self._taken

@@ -6,6 +6,11 @@ the miss log's writer. The calling (main) thread only waits: it joins the worker
 slices, so a SIGTERM, SIGINT or SIGHUP (whose handler just sets the stop event) is acted on
 at once. SIGHUP stops the run like SIGTERM (a terminal that went away); it does not reload the
 config: a restart does that, and the unit has no ``ExecReload=``.
+A source that keeps only its newest frame itself (a paced file, an OpenCV live source with its
+own reader thread) is read by the worker directly
+(:class:`~edge.pipeline.handoff.PullSlot`): no capture thread, no thread wake-up between a
+frame's arrival and its processing. The threads start with a 1 us timer slack (Linux), so a
+timed wait (a paced source's next frame) ends when due rather than up to 50 us later.
 Every blocking call in every thread has a timeout, so after a stop request the capture thread
 ends within its read timeout and the worker after the frame in hand; the run is over within
 about a second even when a stage hangs (the threads are daemons, a hung delegate cannot hold
@@ -15,8 +20,10 @@ the process), and the logs are flushed on the way out.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -31,7 +38,7 @@ from edge.outputs.mqtt_config import MqttConfig
 from edge.pipeline.capture import Capture
 from edge.pipeline.degrade import Degrader
 from edge.pipeline.gcslack import GcDiscipline
-from edge.pipeline.handoff import LatestSlot
+from edge.pipeline.handoff import Handoff, LatestSlot, PullSlot, reads_newest_only
 from edge.pipeline.inflight import InFlight
 from edge.pipeline.settings import (
     DegradeConfig,
@@ -91,7 +98,12 @@ class Pipeline:
         *,
         clock: Clock = MONOTONIC,
         stop: threading.Event | None = None,
+        direct: bool | None = None,
+        timer_slack_ns: int | None = 1_000,
     ) -> None:
+        """``direct`` None picks the handoff from the source (:func:`reads_newest_only`);
+        True/False force it (benchmarks compare them). ``timer_slack_ns`` None leaves the
+        threads' timer slack alone."""
         self.source, self.detector, self.settings, self.out = source, detector, settings, outputs
         self.clock = clock
         self.stop = stop or threading.Event()
@@ -103,17 +115,21 @@ class Pipeline:
         self.gc = GcDiscipline(clock, enabled=pcfg.gc)
         self.degrader = Degrader(settings.degrade, self.budget_ns)
         timing = Timing(self.budget_ns, period_ns, skip_stale=pcfg.policy == "skip-stale")
-        self.worker = self._worker(timing)
         self.capture = Capture(
             source, self.slot, self.counters, self.stop, max_frames=pcfg.frames, clock=self.clock
         )
+        #: the worker reads the source itself when the source keeps only its newest frame
+        self.direct = reads_newest_only(source) if direct is None else direct
+        self.timer_slack_ns = timer_slack_ns
+        self.handoff: Handoff = PullSlot(self.capture.pull) if self.direct else self.slot
+        self.worker = self._worker(timing)
         self.run_id = new_run_id()
         self.watchdog = self._watchdog()
         self.signal: int | None = None
 
     def _worker(self, timing: Timing) -> Worker:
         return Worker(
-            self.slot,
+            self.handoff,
             self.detector,
             self.inflight,
             timing,
@@ -166,15 +182,21 @@ class Pipeline:
             self.settings.degrade.policy,
         )
         self.watchdog.write_run_record("start")
-        threads = [
-            threading.Thread(target=self.worker.run, name="worker", daemon=True),
-            threading.Thread(target=self.capture.run, name="capture", daemon=True),
-        ]
+        threads = [threading.Thread(target=self.worker.run, name="worker", daemon=True)]
+        if not self.direct:
+            threads.append(threading.Thread(target=self.capture.run, name="capture", daemon=True))
         self.gc.start()
         self.watchdog.start()
         try:
-            for t in threads:
-                t.start()
+            slack = None  # the threads started here inherit the slack
+            if self.timer_slack_ns is not None:
+                slack = set_timer_slack_ns(self.timer_slack_ns)
+            try:
+                for t in threads:
+                    t.start()
+            finally:
+                if slack is not None:
+                    set_timer_slack_ns(slack)
             self._wait(threads[0])
         finally:
             self._shutdown(threads)
@@ -285,6 +307,51 @@ class RunConfig(Protocol):
     def mqtt(self) -> MqttConfig: ...
 
 
+_PR_SET_TIMERSLACK, _PR_GET_TIMERSLACK = 29, 30
+
+
+def set_timer_slack_ns(ns: int) -> int | None:
+    """Set the calling thread's timer slack (Linux ``prctl``; threads it starts inherit it);
+    the previous value, or None where there is no such thing. The default, 50 us, lets the
+    kernel end a timed wait up to 50 us late to batch wake-ups: a paced frame, stamped at its
+    due time, then sat that long before anyone picked it up (the ``wait`` stage)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        old = int(libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0))
+        if old < 0 or libc.prctl(_PR_SET_TIMERSLACK, ns, 0, 0, 0) != 0:
+            return None
+        return old
+    except (OSError, AttributeError):
+        return None
+
+
+def warm_up(detector: Any, frame: Any | None, invokes: int = 2) -> bool:
+    """Run the per-frame path before the clock starts, so that frame 0 pays for nothing:
+    ``invokes`` bare invokes (a first invoke allocates and, with a delegate, compiles), then
+    twice on ``frame`` (the source's own first frame, at its size and kind: JPEG bytes or an
+    image) decode, preprocess (its plan and buffers for that size), invoke, postprocess and
+    the overlay's drawing. True when the frame path was warmed (``frame`` given)."""
+    for _ in range(invokes):
+        detector.bare_invoke_ns()
+    if frame is None:
+        return False
+    from edge.errors import ImageError
+    from edge.overlay import draw
+
+    for _ in range(2):
+        try:
+            image, reduction = detector.decode(frame)
+        except ImageError:  # a bad first frame: the worker will count it; warm what we can
+            return False
+        transform = detector.preprocess(image)
+        detector.infer()
+        dets = detector.postprocess(transform, reduction)
+        draw(image.copy(), dets)
+    return True
+
+
 def apply_opencv_threads(n: int) -> None:
     """Size OpenCV's thread pool for the image ops (process-wide; 0 keeps OpenCV's default)."""
     if n > 0:
@@ -323,8 +390,11 @@ def run(
 
     ``environ`` is the process environment (``$NOTIFY_SOCKET``, ``$WATCHDOG_USEC``,
     ``$STATE_DIRECTORY``); ``floor_invokes`` > 0 measures the bare-invoke floor after the run
-    (``edge bench``). The first ``warmup_invokes`` invokes happen before the clock starts: a
-    first invoke allocates and, with a delegate, compiles, and no frame should pay for that.
+    (``edge bench``). Before the clock starts (and so before READY=1, which follows the first
+    frame), the whole per-frame path is warmed on the source's first frame (:func:`warm_up`,
+    ``warmup_invokes`` bare invokes first): a file source lends it without giving it away
+    (``peek``); a live camera has no first frame to lend before it runs, and warms the invoke
+    only (its first frame plans the preprocess for the camera's size).
     """
     from edge.detector import load_detector  # the runtime loads here, not at import
     from edge.outputs.mqtt import MqttOutput
@@ -344,11 +414,14 @@ def run(
     detector = load_detector(cfg.model)
     if spec == AUTO:  # probed only now: a model or delegate that cannot load is said first
         spec = find_camera()
-    for _ in range(warmup_invokes):
-        detector.bare_invoke_ns()
     path = cfg.watchdog.miss_log or str(default_miss_log(environ))
     notifier = Notifier.from_env(environ)
     source = open_source(spec, cfg.source, MONOTONIC)
+    try:
+        warm_up(detector, source.peek(), warmup_invokes)
+    except Exception:
+        source.close()
+        raise
     settings = Settings(cfg.pipeline, cfg.degrade, cfg.watchdog)
     listeners = [o.record_miss for o in (server,) if o] + [o.on_miss for o in (mqtt,) if o]
     try:
@@ -388,5 +461,7 @@ __all__ = [
     "apply_opencv_threads",
     "invoke_floor",
     "run",
+    "set_timer_slack_ns",
     "stop_on_signals",
+    "warm_up",
 ]

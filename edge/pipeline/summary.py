@@ -18,7 +18,8 @@ class RunSummary:
 
     counters         ``Counters.as_dict()`` without ``missed_by_cause``: captured, processed
                      (taken through the stages, on time or late, shed frames included),
-                     dropped (overwritten in the handoff), skipped_stale, missed, and the
+                     dropped (overwritten in the handoff, or passed over by a source the worker
+                     reads directly), skipped_stale, missed, and the
                      others that occurred (shed, decode_errors, degrade_down, ...)
     missed_by_cause  {cause: misses}
     stages_ms        {stage: {p50, p95, p99, max, count}} in ms; ``total`` is capture to result

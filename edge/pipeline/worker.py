@@ -42,7 +42,7 @@ from edge.errors import ImageError
 from edge.frame import Detections, Frame, Image
 from edge.pipeline.degrade import Degrader, ModeChange
 from edge.pipeline.gcslack import GcDiscipline
-from edge.pipeline.handoff import END, LatestSlot
+from edge.pipeline.handoff import END, Handoff
 from edge.pipeline.inflight import Done, InFlight
 from edge.ratelog import RateLimitedLog
 from edge.stats import Counters, LatencyStats
@@ -94,7 +94,7 @@ class Worker:
 
     def __init__(
         self,
-        slot: LatestSlot,
+        slot: Handoff,
         detector: DetectorLike,
         inflight: InFlight,
         timing: Timing,

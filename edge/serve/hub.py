@@ -12,6 +12,11 @@ newer than the last one drawn, draws and encodes it on one render thread and wak
 viewers. Older results are simply never drawn. Each viewer takes the newest rendered frame
 when it is ready for one; a viewer is never queued frames, so a slow one gets fewer frames,
 and a stalled one is cut off by its write timeout (see :mod:`edge.serve.app`).
+
+A viewer that connects after nobody watched for a while gets the newest result first: the
+last frame drawn is as old as the last viewer (nothing is drawn while nobody watches), so it
+is handed out only while the render loop is keeping it current (drawn within the last rate
+cap, or it is the newest result); otherwise the viewer waits for the newest result to be drawn.
 """
 
 from __future__ import annotations
@@ -153,14 +158,20 @@ class FrameHub:
             del self.widths[width]
 
     async def newer(self, version: int, timeout_s: float) -> Rendered | None:
-        """The newest rendered frame once it is newer than ``version``; None on timeout."""
-        assert self._changed is not None and self._kick is not None
-        if self.current is not None and self.current.version > version:
-            return self.current
+        """The newest rendered frame once it is newer than ``version`` and current (see the
+        module docstring: never a frame drawn before an idle spell); None on timeout."""
+        assert self._changed is not None and self._kick is not None and self._loop is not None
+        cur, pub = self.current, self.latest
+        want = version + 1
+        if cur is not None and cur.version > version:
+            fresh = self._loop.time() - self._last_render_s < self.period_s
+            if fresh or pub is None or cur.version >= pub.version:
+                return cur
+            want = pub.version  # drawn before an idle spell: wait for the newest result
         self.waiting += 1
         self._kick.set()
         try:
-            while self.current is None or self.current.version <= version:
+            while self.current is None or self.current.version < want:
                 await asyncio.wait_for(self._changed.wait(), timeout_s)
         except asyncio.TimeoutError:
             return None

@@ -66,6 +66,12 @@ class _PacedFootage(ABC):
         """Frames skipped because the reader fell a whole period or more behind."""
         return self._pacer.skipped
 
+    @property
+    def newest_only(self) -> bool:
+        """True when paced: a reader that comes late gets the newest frame due, never a queue
+        (the frames it missed are skipped and counted), so the worker may read directly."""
+        return self._pace
+
     @abstractmethod
     def _load(self) -> Payload:
         """Decode the next frame; EndOfStream at the end, CorruptFrame for a bad one."""
@@ -95,6 +101,24 @@ class _PacedFootage(ABC):
             raise pending  # the bad frame used up its slot in the schedule
         image, jpeg = pending
         return Frame(next(self._seq), t_ns, image=image, jpeg=jpeg, source=self.name)
+
+    def peek(self) -> Frame | None:
+        """The next frame as :meth:`read` will deliver it, without taking it and without
+        starting the schedule (the run warms its whole path on it before the clock starts);
+        None when the footage has no frame to give. Its ``seq`` is -1."""
+        with self._io:
+            if self._pending is None and not self._stop.is_set():
+                try:
+                    self._pending = self._load()
+                except CorruptFrame as e:
+                    self._pending = e
+                except (EndOfStream, SourceError):
+                    return None
+        pending = self._pending
+        if pending is None or isinstance(pending, CorruptFrame):
+            return None
+        image, jpeg = pending
+        return Frame(-1, self._clock.now_ns(), image=image, jpeg=jpeg, source=self.name)
 
     def _next_payload(self) -> Payload | CorruptFrame:
         if self._pace:

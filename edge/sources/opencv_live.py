@@ -226,6 +226,12 @@ class LiveCapture:
 
     # --- consumer side -------------------------------------------------------------------
 
+    @property
+    def newest_only(self) -> bool:
+        """Always: the reader thread keeps only the newest frame (and counts what it
+        overwrote), so the pipeline's worker may read this source directly."""
+        return True
+
     def read(self, timeout_s: float) -> Frame | None:
         with self._cond:
             self._cond.wait_for(self._ready, max(0.0, timeout_s))

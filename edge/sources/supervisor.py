@@ -83,8 +83,33 @@ class SupervisedSource:
         return self._reopen is not None
 
     @property
+    def newest_only(self) -> bool:
+        """Whether the source itself hands out only its newest frame (see
+        :func:`edge.pipeline.handoff.reads_newest_only`)."""
+        return bool(getattr(self._inner, "newest_only", False))
+
+    @property
     def connected(self) -> bool:
         return self._inner is not None and self._down_since_ns is None
+
+    @property
+    def overwritten(self) -> int:
+        """Frames the source itself passed over because its reader came late (a live reader's
+        overwrites plus a paced file's skips, closed inner sources included): when the worker
+        reads the source directly these are the run's dropped frames."""
+        inner = self._inner
+        return (
+            self._carry["dropped"]
+            + self._carry["skipped"]
+            + _counter(inner, "dropped")
+            + _counter(inner, "skipped")
+        )
+
+    def peek(self) -> Frame | None:
+        """The inner source's next frame without taking it (see
+        :meth:`edge.sources.files.VideoFileSource.peek`); None when it cannot say."""
+        peek = getattr(self._inner, "peek", None)
+        return peek() if callable(peek) else None
 
     def stats(self) -> SourceStats:
         return SourceStats(

@@ -145,6 +145,7 @@ def test_an_http_camera_that_stalls_without_closing(caplog: pytest.LogCaptureFix
     sup = messages(caplog, "edge.sources.supervisor")
     why = (sup, run.gaps())
     assert opened.action == "source-silent"
+    assert run.pipe.direct  # the worker read the camera itself: its reader keeps the newest
     assert [g.action for g in run.gaps()] == ["source-silent", "source-back"], why
     assert run.pipe.counters.missed_by_cause == {"gap": 1}, why
     stats = src.stats()

@@ -13,6 +13,7 @@ from edge.preprocess import (
     decode_jpeg,
     jpeg_size,
     reduction_for,
+    sampling_maps,
     to_bgr8,
 )
 
@@ -129,12 +130,28 @@ def test_to_bgr8_accepts_every_layout(img: np.ndarray) -> None:
     assert out.shape[:2] == img.shape[:2]
 
 
+def bilinear_3_4(img: np.ndarray, xy: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """OpenCV 3.4's fixed-point bilinear remap (MediaPipe's), written out in NumPy: the four
+    pixels around (X >> 5, Y >> 5), black outside the image, weights (32 - f) and f per axis in
+    1/32 (15-bit products), rounded to nearest: (sum w * p + 2^14) >> 15."""
+    h, w = img.shape[:2]
+    ix, iy = xy[..., 0].astype(np.int64), xy[..., 1].astype(np.int64)
+    fx, fy = (frac & 31).astype(np.int64), (frac >> 5).astype(np.int64)
+    acc = np.zeros(xy.shape[:2] + (img.shape[2],), np.int64)
+    for dy, wy in ((0, 32 - fy), (1, fy)):
+        for dx, wx in ((0, 32 - fx), (1, fx)):
+            yy, xx = iy + dy, ix + dx
+            inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+            p = img[yy.clip(0, h - 1), xx.clip(0, w - 1)].astype(np.int64)
+            acc += np.where(inside[..., None], p, 0) * (wy * wx * 32)[..., None]
+    return ((acc + (1 << 14)) >> 15).astype(np.uint8)
+
+
 def reference_input(img: np.ndarray, size: int, norm: str, rgb: bool, gray: bool) -> np.ndarray:
-    """What the preprocessor must write: one full-size 3-channel warp (MediaPipe's sampling),
-    the colour conversion, then ``px * a + b`` in float32."""
+    """What the preprocessor must write: MediaPipe's sampling of the whole tensor (OpenCV 3.4's
+    arithmetic, above), the colour conversion, then ``px * a + b`` in float32."""
     t = Transform.fit(img.shape[1], img.shape[0], size, size, "letterbox")
-    warped = cv2.warpAffine(img, t.matrix(), (size, size), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    warped = bilinear_3_4(img, *sampling_maps(t, size, size))
     if gray:
         warped = cv2.cvtColor(warped, cv2.COLOR_BGR2GRAY)[..., None]
     elif rgb:
@@ -143,14 +160,27 @@ def reference_input(img: np.ndarray, size: int, norm: str, rgb: bool, gray: bool
     return warped.astype(np.float32) * np.float32(a) + np.float32(b)
 
 
-@pytest.mark.parametrize("widen", [0, 1000])
-@pytest.mark.parametrize(("rgb", "gray"), [(True, False), (False, False), (True, True)])
-def test_band_and_widened_warp_give_the_full_warps_bytes(
-    widen: int, rgb: bool, gray: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("w", "h", "size"), [(320, 240, 128), (720, 528, 192), (640, 480, 224)])
+def test_sampling_maps_put_tensor_corners_on_the_roi_corners_in_32nds(
+    w: int, h: int, size: int
 ) -> None:
-    # 320x240 is the benchmark's frame (a band of rows, 4-channel warp); the others pad by
-    # non-dyadic amounts, where the band may fall back to every row: the bytes never change
-    monkeypatch.setattr(pre_mod, "WIDEN_MAX_PIXEL_RATIO", widen)
+    # sizes whose positions are exact in 1/32 pixel: tensor pixel x samples frame x / sx, with
+    # no half-pixel offset (MediaPipe's getPerspectiveTransform of the ROI corners)
+    t = Transform.fit(w, h, size, size, "letterbox")
+    xy, frac = sampling_maps(t, size, size)
+    ys, xs = np.mgrid[0:size, 0:size]
+    want_x = np.rint((xs - t.ox) / t.sx * 32).astype(np.int64)
+    want_y = np.rint((ys - t.oy) / t.sy * 32).astype(np.int64)
+    got_x = xy[..., 0].astype(np.int64) * 32 + (frac & 31)
+    got_y = xy[..., 1].astype(np.int64) * 32 + (frac >> 5)
+    np.testing.assert_array_equal(got_x, want_x)
+    np.testing.assert_array_equal(got_y, want_y)
+
+
+@pytest.mark.parametrize(("rgb", "gray"), [(True, False), (False, False), (True, True)])
+def test_band_gives_the_bytes_of_mediapipes_full_sampling(rgb: bool, gray: bool) -> None:
+    # 320x240 is the benchmark's frame (a band of rows); the others pad by non-dyadic amounts,
+    # tall and wide, and 97x53 upsamples: the bytes are those of OpenCV 3.4's arithmetic
     rng = np.random.default_rng(9)
     for w, h, size in ((320, 240, 128), (180, 132, 128), (333, 517, 192), (97, 53, 224)):
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -160,21 +190,21 @@ def test_band_and_widened_warp_give_the_full_warps_bytes(
             pre(img, dst)
             np.testing.assert_array_equal(dst, reference_input(img, size, "[-1,1]", rgb, gray))
         f = pre._fit(w, h)
-        assert (f.wide is not None) == bool(widen)
         if (w, h) == (320, 240):
-            assert (f.r0, f.r1) == (15, 114)  # the frame reaches rows 16..111 of 128
+            assert (f.r0, f.r1) == (16, 112)  # the frame reaches rows 16..111 of 128
 
 
-def test_band_falls_back_to_every_row_when_opencv_rounds_a_shifted_matrix_differently(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(pre_mod, "_same_warp", lambda *a: False)
-    img = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    pre = Preprocessor(128, 128, 3, np.dtype(np.float32), "[0,1]")
-    dst = np.full((128, 128, 3), np.nan, np.float32)
+def test_stretch_samples_every_row_with_the_same_arithmetic() -> None:
+    # a stretch has no pad rows and different x and y scales: every row is sampled
+    img = np.random.default_rng(4).integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    pre = Preprocessor(224, 160, 3, np.dtype(np.float32), "[0,1]", "stretch")
+    dst = np.full((160, 224, 3), np.nan, np.float32)
     pre(img, dst)
-    assert (pre._fit(320, 240).r0, pre._fit(320, 240).r1) == (0, 128)
-    np.testing.assert_array_equal(dst, reference_input(img, 128, "[0,1]", True, False))
+    f = pre._fit(500, 300)
+    assert (f.r0, f.r1) == (0, 160)
+    t = Transform.fit(500, 300, 224, 160, "stretch")
+    want = cv2.cvtColor(bilinear_3_4(img, *sampling_maps(t, 224, 160)), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(dst, want.astype(np.float32) * np.float32(1 / 255))
 
 
 def test_quantized_band_pads_with_quantized_black() -> None:
