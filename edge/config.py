@@ -25,10 +25,11 @@ else:  # pragma: no cover - Jetson's Python 3.10
 
 from edge.errors import ConfigError
 from edge.outputs.mqtt_config import MqttConfig
-from edge.pipeline.settings import DegradeConfig, PipelineConfig, WatchdogConfig
+from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.serve.config import ServeConfig
 from edge.sources.base import SourceOptions
 from edge.validate import check_choice, check_range, from_mapping
+from edge.watchdog.settings import WatchdogConfig
 
 __all__ = ["Config", "ModelConfig", "check_choice", "check_range", "from_mapping", "tomllib"]
 

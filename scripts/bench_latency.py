@@ -32,7 +32,8 @@ import numpy as np
 
 from edge.config import ModelConfig
 from edge.detector import load_detector
-from edge.pipeline.runner import Outputs, Pipeline, Settings, apply_opencv_threads, warm_up
+from edge.launch import apply_opencv_threads, warm_up
+from edge.pipeline.runner import Outputs, Pipeline, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.samples import sample_path
 from edge.sources.base import SourceOptions

@@ -57,7 +57,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.pipeline.runner import run as run_pipeline
+    from edge.launch import run as run_pipeline
 
     extra: dict[str, Any] = {}
     if args.no_pace and args.policy is None:

@@ -218,7 +218,7 @@ def print_summary(summary: RunSummary, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.pipeline.runner import run as run_pipeline
+    from edge.launch import run as run_pipeline
 
     cfg = load_config(args)
     check_before_sources(cfg)

@@ -4,9 +4,11 @@ discipline, and the runner that wires them to the deadline watchdog.
     from edge.pipeline.runner import Pipeline, Settings, Outputs
     summary = Pipeline(source, detector, Settings(), Outputs(miss_log)).run()
 
-``edge.pipeline.runner.run(cfg, spec, environ=os.environ)`` does the same from a config,
-with the real model, source, miss log, systemd notifier and signal handling.
+``edge.launch.run(cfg, spec, environ=os.environ)`` does the same from a config, with the
+real model, source, miss log, systemd notifier, outputs and signal handling: assembly lives
+there, so this package imports neither the viewer (:mod:`edge.serve`) nor the outputs
+(:mod:`edge.outputs`).
 
 This package's ``__init__`` imports nothing: :mod:`edge.config` imports
-:mod:`edge.pipeline.settings`, and the runner imports :mod:`edge.config`.
+:mod:`edge.pipeline.settings`.
 """

@@ -29,6 +29,8 @@ OUTCOMES: tuple[str, ...] = (
     "gap",  # no frame came for a while: stands for the missing frame (worker.GAP_PERIODS)
     "gap-end",  # frames flow again after a gap
 )
+#: the outcomes of a gap report: opened, and closed when frames come back
+GAP_OUTCOMES: tuple[str, ...] = ("gap", "gap-end")
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,34 +30,23 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
 from edge.clock import MONOTONIC, Clock
-from edge.config import ModelConfig
-from edge.outputs.mqtt_config import MqttConfig
 from edge.pipeline.capture import Capture
 from edge.pipeline.degrade import Degrader
 from edge.pipeline.gcslack import GcDiscipline
 from edge.pipeline.handoff import Handoff, LatestSlot, PullSlot, reads_newest_only
 from edge.pipeline.inflight import InFlight
-from edge.pipeline.settings import (
-    DegradeConfig,
-    PipelineConfig,
-    WatchdogConfig,
-    budget_ns,
-    default_miss_log,
-)
+from edge.pipeline.settings import DegradeConfig, PipelineConfig, budget_ns
 from edge.pipeline.summary import RunSummary
 from edge.pipeline.worker import DetectorLike, ResultCallback, Timing, Worker
-from edge.serve.config import ServeConfig
-from edge.sources.base import Source, SourceOptions
+from edge.sources.base import Source
 from edge.sources.supervisor import SupervisedSource
 from edge.stats import Counters, LatencyStats
 from edge.watchdog.deadline import DeadlineWatchdog, RecordSink, Reporting, ThermalReader
-from edge.watchdog.misslog import MissLog, MissSummary
+from edge.watchdog.misslog import MissSummary
 from edge.watchdog.notify import Notifier
 from edge.watchdog.record import new_run_id
-from edge.watchdog.thermal import ThermalMonitor
+from edge.watchdog.settings import WatchdogConfig
 
 log = logging.getLogger(__name__)
 
@@ -282,31 +271,6 @@ def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
             signal.signal(s, h)
 
 
-class RunConfig(Protocol):
-    """The sections of :class:`edge.config.Config` a run reads."""
-
-    @property
-    def model(self) -> ModelConfig: ...
-
-    @property
-    def source(self) -> SourceOptions: ...
-
-    @property
-    def pipeline(self) -> PipelineConfig: ...
-
-    @property
-    def degrade(self) -> DegradeConfig: ...
-
-    @property
-    def watchdog(self) -> WatchdogConfig: ...
-
-    @property
-    def serve(self) -> ServeConfig: ...
-
-    @property
-    def mqtt(self) -> MqttConfig: ...
-
-
 _PR_SET_TIMERSLACK, _PR_GET_TIMERSLACK = 29, 30
 
 
@@ -327,141 +291,10 @@ def set_timer_slack_ns(ns: int) -> int | None:
         return None
 
 
-def warm_up(detector: Any, frame: Any | None, invokes: int = 2) -> bool:
-    """Run the per-frame path before the clock starts, so that frame 0 pays for nothing:
-    ``invokes`` bare invokes (a first invoke allocates and, with a delegate, compiles), then
-    twice on ``frame`` (the source's own first frame, at its size and kind: JPEG bytes or an
-    image) decode, preprocess (its plan and buffers for that size), invoke, postprocess and
-    the overlay's drawing. True when the frame path was warmed (``frame`` given)."""
-    for _ in range(invokes):
-        detector.bare_invoke_ns()
-    if frame is None:
-        return False
-    from edge.errors import ImageError
-    from edge.overlay import draw
-
-    for _ in range(2):
-        try:
-            image, reduction = detector.decode(frame)
-        except ImageError:  # a bad first frame: the worker will count it; warm what we can
-            return False
-        transform = detector.preprocess(image)
-        detector.infer()
-        dets = detector.postprocess(transform, reduction)
-        draw(image.copy(), dets)
-    return True
-
-
-def apply_opencv_threads(n: int) -> None:
-    """Size OpenCV's thread pool for the image ops (process-wide; 0 keeps OpenCV's default)."""
-    if n > 0:
-        import cv2
-
-        cv2.setNumThreads(n)
-
-
-def invoke_floor(detector: Any, n: int, budget_ms: float | None = None) -> dict[str, float]:
-    """``n`` bare ``invoke`` calls on the current input, back to back: {p50, p99, min, max,
-    count} in ms, and with ``budget_ms`` ``over_budget``: how many of them alone took longer
-    than the frame budget (what no pipeline can make up for)."""
-    samples = np.array([detector.bare_invoke_ns() for _ in range(n)], np.float64) / 1e6
-    p50, p99 = np.percentile(samples, [50, 99])
-    out = {
-        "p50": round(float(p50), 3),
-        "p99": round(float(p99), 3),
-        "min": round(float(samples.min()), 3),
-        "max": round(float(samples.max()), 3),
-        "count": float(n),
-    }
-    if budget_ms is not None:
-        out["over_budget"] = float(np.count_nonzero(samples > budget_ms))
-    return out
-
-
-def run(
-    cfg: RunConfig,
-    spec: str,
-    *,
-    environ: Mapping[str, str],
-    floor_invokes: int = 0,
-    warmup_invokes: int = 2,
-) -> RunSummary:
-    """Load the model, open ``spec``, run until stopped or done; the summary.
-
-    ``environ`` is the process environment (``$NOTIFY_SOCKET``, ``$WATCHDOG_USEC``,
-    ``$STATE_DIRECTORY``); ``floor_invokes`` > 0 measures the bare-invoke floor after the run
-    (``edge bench``). Before the clock starts (and so before READY=1, which follows the first
-    frame), the whole per-frame path is warmed on the source's first frame (:func:`warm_up`,
-    ``warmup_invokes`` bare invokes first): a file source lends it without giving it away
-    (``peek``); a live camera has no first frame to lend before it runs, and warms the invoke
-    only (its first frame plans the preprocess for the camera's size).
-    """
-    from edge.detector import load_detector  # the runtime loads here, not at import
-    from edge.outputs.mqtt import MqttOutput
-    from edge.outputs.tap import MissTap
-    from edge.serve.attach import attach
-    from edge.serve.server import Server
-
-    # whatever can refuse its config comes first: one error line before the model loads
-    from edge.sources.auto import AUTO, find_camera
-    from edge.sources.registry import open_source, parse_spec
-
-    if spec != AUTO:
-        parse_spec(spec)
-    apply_opencv_threads(cfg.pipeline.opencv_threads)
-    mqtt = MqttOutput(cfg.mqtt, environ=environ) if cfg.mqtt.enabled else None
-    server = Server(cfg.serve) if cfg.serve.http else None
-    detector = load_detector(cfg.model)
-    if spec == AUTO:  # probed only now: a model or delegate that cannot load is said first
-        spec = find_camera()
-    path = cfg.watchdog.miss_log or str(default_miss_log(environ))
-    notifier = Notifier.from_env(environ)
-    source = open_source(spec, cfg.source, MONOTONIC)
-    try:
-        warm_up(detector, source.peek(), warmup_invokes)
-    except Exception:
-        source.close()
-        raise
-    settings = Settings(cfg.pipeline, cfg.degrade, cfg.watchdog)
-    listeners = [o.record_miss for o in (server,) if o] + [o.on_miss for o in (mqtt,) if o]
-    try:
-        with MissLog(path, cfg.watchdog.max_bytes, cfg.watchdog.backups) as log_sink:
-            sink = MissTap(log_sink, *listeners) if listeners else log_sink
-            out = Outputs(sink, notifier, ThermalMonitor().read, path)
-            pipeline = Pipeline(source, detector, settings, out)
-            if server is not None:
-                attach(server, pipeline, delegate=cfg.model.delegate)
-                server.start()
-            if mqtt is not None:
-                mqtt.attach(pipeline)
-                if server is not None:  # the broker connection shows on /api/stats, /metrics
-                    server.add_stats("mqtt", mqtt.metrics)
-                mqtt.start()
-            try:
-                with stop_on_signals(pipeline):
-                    summary = pipeline.run()
-            finally:
-                if mqtt is not None:
-                    mqtt.stop()
-                if server is not None:
-                    server.stop()
-    finally:
-        source.close()
-        notifier.close()
-    if floor_invokes > 0:
-        summary = summary.with_floor(invoke_floor(detector, floor_invokes, summary.budget_ms))
-    return summary
-
-
 __all__ = [
     "Outputs",
     "Pipeline",
-    "RunConfig",
     "Settings",
-    "apply_opencv_threads",
-    "invoke_floor",
-    "run",
     "set_timer_slack_ns",
     "stop_on_signals",
-    "warm_up",
 ]

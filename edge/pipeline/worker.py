@@ -53,8 +53,6 @@ log = logging.getLogger(__name__)
 GAP_PERIODS = 10
 #: ... but never sooner than this: a hiccup of a few frames is not an outage
 GAP_MIN_NS = 1_000_000_000
-#: the ``Done.outcome`` of a gap report: opened, and closed when frames come back
-GAP_OUTCOMES: tuple[str, ...] = ("gap", "gap-end")
 
 ResultCallback = Callable[[Frame, Detections, bool], None]
 OverlayHook = Callable[[Frame, Image | None, Detections, bool], None]

@@ -40,13 +40,12 @@ from typing import Any, Protocol
 
 from edge.clock import Clock
 from edge.frame import STAGES, Frame
-from edge.pipeline.inflight import Current, Done, InFlight
-from edge.pipeline.settings import WatchdogConfig
-from edge.pipeline.worker import GAP_OUTCOMES
+from edge.pipeline.inflight import GAP_OUTCOMES, Current, Done, InFlight
 from edge.stats import Counters, LatencyStats
 from edge.watchdog.misslog import JsonRecord, MissSummary
 from edge.watchdog.notify import Notifier
 from edge.watchdog.record import MissRecord, RunRecord
+from edge.watchdog.settings import WatchdogConfig
 from edge.watchdog.thermal import ThermalState
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import Config
-from edge.pipeline.settings import default_miss_log
+from edge.state import default_miss_log
 from tests.integration.service_rig import (
     DROPIN_DIR,
     INSTALLED_EDGE,

@@ -8,13 +8,14 @@ from collections.abc import Mapping
 from edge.pipeline.degrade import Degrader
 from edge.pipeline.handoff import LatestSlot
 from edge.pipeline.inflight import InFlight
-from edge.pipeline.settings import DegradeConfig, WatchdogConfig
+from edge.pipeline.settings import DegradeConfig
 from edge.pipeline.worker import Timing, Worker
 from edge.stats import Counters, LatencyStats
 from edge.watchdog.deadline import DeadlineWatchdog, Reporting
 from edge.watchdog.misslog import MissSummary
 from edge.watchdog.notify import Notifier
 from edge.watchdog.record import MissRecord
+from edge.watchdog.settings import WatchdogConfig
 from tests.pipeline.fakes import MS, TIMEOUT_S, FakeDetector, ListSink, TickClock, frame
 
 FAST = {"decode": 2 * MS, "preprocess": 2 * MS, "infer": 5 * MS, "postprocess": 1 * MS}

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge.pipeline.settings import WatchdogConfig
 from edge.watchdog.notify import RecordingNotifier
+from edge.watchdog.settings import WatchdogConfig
 from tests.pipeline.fakes import MS, TIMEOUT_S
 from tests.pipeline.rig import Rig
 

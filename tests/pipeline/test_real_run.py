@@ -14,9 +14,11 @@ from edge.clock import MONOTONIC
 from edge.config import Config, ModelConfig, SourceConfig
 from edge.detector import load_detector
 from edge.frame import Detections, Frame
+from edge.launch import run
 from edge.misses import analyse, load
-from edge.pipeline.runner import Outputs, Pipeline, Settings, run
-from edge.pipeline.settings import DegradeConfig, PipelineConfig, WatchdogConfig
+from edge.pipeline.runner import Outputs, Pipeline, Settings
+from edge.pipeline.settings import DegradeConfig, PipelineConfig
+from edge.watchdog.settings import WatchdogConfig
 from tests.pipeline.fakes import FakeSource, ListSink
 
 

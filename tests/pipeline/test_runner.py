@@ -14,7 +14,8 @@ import pytest
 
 from edge.frame import Detections, Frame
 from edge.pipeline.runner import Outputs, Pipeline, Settings, stop_on_signals
-from edge.pipeline.settings import DegradeConfig, PipelineConfig, default_miss_log
+from edge.pipeline.settings import DegradeConfig, PipelineConfig
+from edge.state import default_miss_log
 from edge.watchdog.notify import Notifier, RecordingNotifier
 from tests.pipeline.fakes import MS, TIMEOUT_S, FakeDetector, FakeSource, ListSink, TickClock, frame
 from tests.pipeline.rig import FAST

@@ -17,15 +17,16 @@ import cv2
 import pytest
 
 from edge.config import Config, ModelConfig, SourceConfig
+from edge.launch import run
 from edge.pipeline.capture import Capture
 from edge.pipeline.handoff import END, LatestSlot, reads_newest_only
-from edge.pipeline.runner import run
-from edge.pipeline.settings import DegradeConfig, PipelineConfig, WatchdogConfig
+from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.pipeline.worker import Worker
 from edge.preprocess import Preprocessor
 from edge.sources.base import SourceOptions
 from edge.sources.registry import open_source
 from edge.stats import Counters
+from edge.watchdog.settings import WatchdogConfig
 from tests.pipeline.fakes import TIMEOUT_S, FakeSource, frame
 
 pytestmark = pytest.mark.usefixtures("models_ready")

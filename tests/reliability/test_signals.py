@@ -21,7 +21,7 @@ import pytest
 
 from edge.clock import MONOTONIC
 from edge.config import Config
-from edge.pipeline.runner import run
+from edge.launch import run
 from edge.sources import SourceOptions, open_source
 from tests.integration.service_rig import NotifyListener, short_socket_dir
 from tests.integration.test_sources_rtsp import _free_port

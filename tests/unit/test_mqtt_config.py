@@ -128,7 +128,7 @@ def test_the_password_from_a_file_or_the_environment(tmp_path: Path) -> None:
 NO_PAHO = """
 import sys
 sys.modules["paho"] = None  # as if paho-mqtt were not installed
-import edge.outputs, edge.outputs.mqtt, edge.pipeline.runner, edge.config
+import edge.outputs, edge.outputs.mqtt, edge.pipeline.runner, edge.launch, edge.config
 from edge.errors import EdgeError
 from edge.outputs.mqtt import MqttConfig, MqttOutput
 try:
