@@ -25,6 +25,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.frame import STAGES
+from edge.stats import COUNTER_NAMES, frames_held
 from edge.watchdog.misslog import JOURNAL_PREFIX
 from edge.watchdog.record import MissRecord, RunRecord
 
@@ -250,13 +251,13 @@ def _run_totals(
         (base if since is not None and t < since else last_in)[rec.run] = rec
     if not last_in:
         return None
-    names = ("captured", "processed", "dropped", "skipped_stale", "missed", "lost")
+    names = (*COUNTER_NAMES, "lost")
     tot = dict.fromkeys(names, 0)
     for run, rec in last_in.items():
         before = base.get(run)
         for n in names:
             tot[n] += getattr(rec, n) - (getattr(before, n) if before else 0)
-    tot["frames"] = tot["processed"] + tot["skipped_stale"]
+    tot["frames"] = frames_held(tot["processed"], tot["skipped_stale"])
     tot["runs"] = len(last_in)
     tot["exited"] = sum(rec.event == "exit" for rec in last_in.values())
     return tot

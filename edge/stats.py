@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -22,8 +23,52 @@ from edge.frame import STAGES
 
 _NS_PER_MS = 1e6
 
-#: the counters every pipeline run has; others may be added with ``Counters.inc``
+#: the counters every pipeline run has; others may be added with ``Counters.inc``. The one
+#: list of them: records, reports and the page take their names from here
 COUNTER_NAMES: tuple[str, ...] = ("captured", "processed", "dropped", "skipped_stale", "missed")
+
+
+def frames_held(processed: int, skipped_stale: int) -> int:
+    """Frames held to a deadline, the miss rate's denominator: those the worker took through
+    the stages (on time or late) and those it skipped as already late."""
+    return processed + skipped_stale
+
+
+def miss_rate(missed: int, held: int) -> float:
+    """Misses per frame held to a deadline; 0 before any frame was."""
+    return missed / held if held else 0.0
+
+
+@dataclass(frozen=True)
+class FrameCounts:
+    """A read-only snapshot of a run's frame counters (:meth:`Counters.snapshot`).
+
+    ``values`` has every counter, :data:`COUNTER_NAMES` first, then those a stage added
+    (``decode_errors``, ...), as ints; ``missed_by_cause`` the misses by cause.
+    """
+
+    values: Mapping[str, int]
+    missed_by_cause: Mapping[str, int]
+
+    def get(self, name: str) -> int:
+        return self.values.get(name, 0)
+
+    @property
+    def processed(self) -> int:
+        return self.get("processed")
+
+    @property
+    def missed(self) -> int:
+        return self.get("missed")
+
+    @property
+    def held(self) -> int:
+        """Frames held to a deadline (:func:`frames_held`)."""
+        return frames_held(self.processed, self.get("skipped_stale"))
+
+    @property
+    def miss_rate(self) -> float:
+        return miss_rate(self.missed, self.held)
 
 
 class _Ring:
@@ -209,11 +254,15 @@ class Counters:
         with self._lock:
             return dict(self._by_cause)
 
-    def as_dict(self) -> dict[str, int | dict[str, int]]:
+    def snapshot(self) -> FrameCounts:
+        """Every counter at one instant, read-only."""
         with self._lock:
-            out: dict[str, int | dict[str, int]] = dict(self._values)
-            out["missed_by_cause"] = dict(self._by_cause)
-        return out
+            return FrameCounts(dict(self._values), dict(self._by_cause))
+
+    def as_dict(self) -> dict[str, int | dict[str, int]]:
+        """The counters and ``missed_by_cause`` in one dict (the run record's shape)."""
+        counts = self.snapshot()
+        return {**counts.values, "missed_by_cause": dict(counts.missed_by_cause)}
 
 
 def _fmt(value: float | None) -> str:

@@ -85,16 +85,15 @@ def pipeline_stats(pipeline: _Pipeline) -> StatsFn:
     summaries use (source, model, mode, every, frames, missed_by_cause, latency_ms.total)."""
 
     def read() -> dict[str, Any]:
-        counts = pipeline.counters.as_dict()
-        by_cause = counts.pop("missed_by_cause", {})
+        counts = pipeline.counters.snapshot()
         every = int(pipeline.degrader.every)
         return {
             "source": str(pipeline.source.name),
             "model": str(getattr(pipeline.detector, "name", "?")),
             "mode": _mode(every),
             "every": every,
-            "frames": {k: v for k, v in counts.items() if isinstance(v, int)},
-            "missed_by_cause": dict(by_cause),
+            "frames": dict(counts.values),
+            "missed_by_cause": dict(counts.missed_by_cause),
             "latency_ms": {"total": pipeline.stats.percentiles("total", (50, 99))},
         }
 

@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -227,9 +227,7 @@ class Pipeline:
             log.warning("closing %s failed: %s", self.source.name, e)
 
     def _summary(self, elapsed_s: float) -> RunSummary:
-        counts = self.counters.as_dict()
-        by_cause = counts.pop("missed_by_cause")
-        counters = {k: v for k, v in counts.items() if isinstance(v, int)}
+        counts = self.counters.snapshot()
         src: dict[str, Any] = {}
         if isinstance(self.source, SupervisedSource):
             src = asdict(self.source.stats())
@@ -238,8 +236,8 @@ class Pipeline:
             model=self.detector.name,
             budget_ms=self.budget_ns / 1e6,
             elapsed_s=elapsed_s,
-            counters=counters,
-            missed_by_cause=dict(by_cause) if isinstance(by_cause, Mapping) else {},
+            counters=dict(counts.values),
+            missed_by_cause=dict(counts.missed_by_cause),
             stages_ms=self.stats.snapshot(),
             miss_log=self.out.miss_log,
             lost_records=self.out.sink.lost,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edge.stats import summary_table
+from edge.stats import frames_held, miss_rate, summary_table
 
 #: counters always shown, in this order
 MAIN_COUNTERS: tuple[str, ...] = ("captured", "processed", "dropped", "missed")
@@ -62,11 +62,11 @@ class RunSummary:
     @property
     def held(self) -> int:
         """Frames held to a deadline: processed + skipped as stale (the miss-rate denominator)."""
-        return self.processed + self.count("skipped_stale")
+        return frames_held(self.processed, self.count("skipped_stale"))
 
     @property
     def miss_rate(self) -> float:
-        return self.missed / self.held if self.held else 0.0
+        return miss_rate(self.missed, self.held)
 
     @property
     def fps(self) -> float:

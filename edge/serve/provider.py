@@ -136,10 +136,7 @@ class PipelineStats:
 
     def __call__(self) -> dict[str, Any]:
         now = self._clock.now_ns()
-        counts = self.counters.as_dict()
-        by_cause = counts.pop("missed_by_cause")
-        frames = {k: int(v) for k, v in counts.items() if isinstance(v, int)}
-        held = frames.get("processed", 0) + frames.get("skipped_stale", 0)
+        counts = self.counters.snapshot()
         every = self._every()
         latency = self.latency.snapshot()
         return {
@@ -148,10 +145,10 @@ class PipelineStats:
             "uptime_s": round((now - self._t0) / 1e9, 3),
             "mode": "normal" if every <= 1 else "degraded",
             "every": every,
-            "fps": round(self._fps.rate(frames.get("processed", 0)), 2),
-            "frames": frames,
-            "missed_by_cause": dict(by_cause) if isinstance(by_cause, Mapping) else {},
-            "miss_rate": round(frames.get("missed", 0) / held, 6) if held else 0.0,
+            "fps": round(self._fps.rate(counts.processed), 2),
+            "frames": dict(counts.values),
+            "missed_by_cause": dict(counts.missed_by_cause),
+            "miss_rate": round(counts.miss_rate, 6),
             "latency_ms": latency,
             "latency_window": {
                 "frames": min(int(latency.get("total", {}).get("count", 0)), self.latency.window),

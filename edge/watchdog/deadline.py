@@ -343,10 +343,9 @@ class DeadlineWatchdog:
         t0, n0 = self._status_mark
         self._status_mark = (now, self.completed)
         fps = (self.completed - n0) / ((now - t0) / 1e9) if now > t0 else 0.0
-        counters = self.out.counters
-        held = counters.processed + counters.skipped_stale
-        missed = counters.missed
-        rate = 100.0 * missed / held if held else 0.0
+        counts = self.out.counters.snapshot()
+        held, missed = counts.held, counts.missed
+        rate = 100.0 * counts.miss_rate
         p99 = ""
         if self.out.stats is not None:
             p = self.out.stats.percentiles("total", (99,)).get("p99")

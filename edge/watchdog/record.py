@@ -19,6 +19,7 @@ from typing import Any
 
 from edge.clock import wall_iso
 from edge.frame import STAGES
+from edge.stats import COUNTER_NAMES, frames_held
 
 SCHEMA_VERSION = 1
 
@@ -177,7 +178,7 @@ class RunRecord:
     @property
     def frames(self) -> int:
         """Frames held to a deadline: processed + skipped as stale."""
-        return self.processed + self.skipped_stale
+        return frames_held(self.processed, self.skipped_stale)
 
     @classmethod
     def from_counters(
@@ -196,7 +197,7 @@ class RunRecord:
 
     @staticmethod
     def _counter_names() -> tuple[str, ...]:
-        return ("captured", "processed", "dropped", "skipped_stale", "missed", "missed_by_cause")
+        return (*COUNTER_NAMES, "missed_by_cause")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
