@@ -12,6 +12,7 @@ output means editing this module, not the pipeline package.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ import numpy as np
 from edge.clock import MONOTONIC
 from edge.config import ModelConfig
 from edge.outputs.mqtt_config import MqttConfig
+from edge.pipeline.output import Output
 from edge.pipeline.runner import Outputs, Pipeline, Settings, stop_on_signals
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.pipeline.summary import RunSummary
@@ -128,8 +130,6 @@ def run(
     """
     from edge.detector import load_detector  # the runtime loads here, not at import
     from edge.outputs.mqtt import MqttOutput
-    from edge.outputs.tap import MissTap
-    from edge.serve.attach import attach
     from edge.serve.server import Server
 
     # whatever can refuse its config comes first: one error line before the model loads
@@ -139,8 +139,11 @@ def run(
     if spec != AUTO:
         parse_spec(spec)
     apply_opencv_threads(cfg.pipeline.opencv_threads)
-    mqtt = MqttOutput(cfg.mqtt, environ=environ) if cfg.mqtt.enabled else None
-    server = Server(cfg.serve) if cfg.serve.http else None
+    outputs: list[Output] = []  # the viewer first: it shows the others' figures
+    if cfg.serve.http:
+        outputs.append(Server(cfg.serve, delegate=cfg.model.delegate))
+    if cfg.mqtt.enabled:
+        outputs.append(MqttOutput(cfg.mqtt, environ=environ))
     detector = load_detector(cfg.model)
     if spec == AUTO:  # probed only now: a model or delegate that cannot load is said first
         spec = find_camera()
@@ -153,28 +156,18 @@ def run(
         source.close()
         raise
     settings = Settings(cfg.pipeline, cfg.degrade, cfg.watchdog)
-    listeners = [o.record_miss for o in (server,) if o] + [o.on_miss for o in (mqtt,) if o]
     try:
-        with MissLog(path, cfg.watchdog.max_bytes, cfg.watchdog.backups) as log_sink:
-            sink = MissTap(log_sink, *listeners) if listeners else log_sink
+        with MissLog(path, cfg.watchdog.max_bytes, cfg.watchdog.backups) as sink:
             out = Outputs(sink, notifier, ThermalMonitor().read, path)
             pipeline = Pipeline(source, detector, settings, out)
-            if server is not None:
-                attach(server, pipeline, delegate=cfg.model.delegate)
-                server.start()
-            if mqtt is not None:
-                mqtt.attach(pipeline)
-                if server is not None:  # the broker connection shows on /api/stats, /metrics
-                    server.add_stats("mqtt", mqtt.metrics)
-                mqtt.start()
-            try:
+            for o in outputs:
+                pipeline.add_output(o)
+            with contextlib.ExitStack() as running:
+                for o in outputs:  # stopped in reverse order, whatever happens
+                    o.start()
+                    running.callback(o.stop)
                 with stop_on_signals(pipeline):
                     summary = pipeline.run()
-            finally:
-                if mqtt is not None:
-                    mqtt.stop()
-                if server is not None:
-                    server.stop()
     finally:
         source.close()
         notifier.close()

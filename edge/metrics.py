@@ -4,7 +4,7 @@
   result) whose buckets are fractions and multiples of the frame budget, so a scrape tells
   "under half the budget" from "just under it" from "late" (the default buckets, 5 ms .. 10 s,
   would put every frame of a 33 ms budget in two buckets).
-* counters and gauges read from the run's stats (:data:`edge.serve.provider.StatsFn`) at
+* counters and gauges read from the run's stats (:data:`edge.stats.StatsFn`) at
   scrape time, so ``/metrics`` and ``/api/stats`` count exactly the same frames.
 
 Observing the histogram must not cost the worker anything: the worker only leaves each
@@ -14,13 +14,14 @@ server drains them on its own thread).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from edge.stats import StatsFn
 from edge.watchdog.record import CAUSES
 
 #: histogram bucket bounds as fractions of the budget (1.0 is the deadline itself)
@@ -30,8 +31,6 @@ BUDGET_FRACTIONS: tuple[float, ...] = (
 
 #: the frame counters with a metric of their own (others go to ``edge_events_total``)
 FRAME_COUNTERS: tuple[str, ...] = ("captured", "processed", "dropped", "skipped_stale")
-
-StatsFn = Callable[[], Mapping[str, Any]]
 
 
 def latency_buckets(budget_s: float) -> tuple[float, ...]:

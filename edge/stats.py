@@ -13,8 +13,9 @@ All figures leave this module in milliseconds (``*_ms`` keys), durations enter i
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,10 @@ _NS_PER_MS = 1e6
 #: the counters every pipeline run has; others may be added with ``Counters.inc``. The one
 #: list of them: records, reports and the page take their names from here
 COUNTER_NAMES: tuple[str, ...] = ("captured", "processed", "dropped", "skipped_stale", "missed")
+
+
+#: what reports a run's figures: a callable answering one dict (``/api/stats``'s shape)
+StatsFn = Callable[[], Mapping[str, Any]]
 
 
 def frames_held(processed: int, skipped_stale: int) -> int:

@@ -24,16 +24,18 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from edge.clock import MONOTONIC, Clock
 from edge.errors import ConfigError
-from edge.frame import Detections, Frame
+from edge.frame import Detections, Frame, Image
 from edge.outputs import payloads
 from edge.outputs.events import Digest, Health
 from edge.outputs.mqtt_config import MqttConfig, Topics, default_device, resolve_password
 from edge.outputs.mqtt_link import INSTALL_HINT, MqttLink, MqttMissing, load_paho
 from edge.outputs.outbox import Message, Outbox
+from edge.pipeline.output import RunView
+from edge.stats import StatsFn
 from edge.watchdog.record import MissRecord
 
 __all__ = [
@@ -56,31 +58,8 @@ _TICK_NS = 1_000_000_000
 #: waited for already); one still in a backoff sleep or a connect attempt is left behind
 _END_S = 0.5
 
-StatsFn = Callable[[], Mapping[str, Any]]
 
-
-class _Pipeline(Protocol):
-    """What :meth:`MqttOutput.attach` uses of :class:`edge.pipeline.runner.Pipeline`."""
-
-    def subscribe(self, callback: Callable[[Frame, Detections, bool], None]) -> None: ...
-
-    @property
-    def counters(self) -> Any: ...  # Counters
-
-    @property
-    def stats(self) -> Any: ...  # LatencyStats
-
-    @property
-    def degrader(self) -> Any: ...  # .every
-
-    @property
-    def source(self) -> Any: ...  # .name
-
-    @property
-    def detector(self) -> Any: ...  # .name
-
-
-def pipeline_stats(pipeline: _Pipeline) -> StatsFn:
+def pipeline_stats(pipeline: RunView) -> StatsFn:
     """A light stats provider with the keys of ``edge.serve.provider.PipelineStats`` that the
     summaries use (source, model, mode, every, frames, missed_by_cause, latency_ms.total)."""
 
@@ -115,9 +94,13 @@ def _digest(cfg: MqttConfig, now_ns: int) -> Digest:
 
 
 class MqttOutput:
-    """Build (config errors and a missing paho surface here, before anything runs),
-    :meth:`attach` to a pipeline or feed the ``on_*`` hooks, :meth:`start`, and :meth:`stop`
-    at the end; or use it as a context manager around the run."""
+    """An :class:`~edge.pipeline.output.Output`. Build (config errors and a missing paho
+    surface here, before anything runs), add to a pipeline (``pipeline.add_output(out)``) or
+    feed the ``on_*`` hooks, :meth:`start`, and :meth:`stop` at the end; or use it as a
+    context manager around the run."""
+
+    #: the key of its figures in ``/api/stats``
+    name = "mqtt"
 
     def __init__(
         self,
@@ -163,12 +146,14 @@ class MqttOutput:
         return f"MqttOutput({self.link.broker} {state}, topics {self.topics.base}/...)"
 
     # -- the hooks (any thread; O(1), never block) --------------------------------------
-    def on_result(self, frame: Frame, detections: Detections, stale: bool) -> None:
-        """The pipeline's result callback (worker thread)."""
+    def on_result(
+        self, frame: Frame, detections: Detections, stale: bool, image: Image | None = None
+    ) -> None:
+        """Every result (worker thread; :class:`~edge.pipeline.output.Output`)."""
         self._put(("result", frame.t_capture_ns, frame.seq, detections, stale))
 
     def on_miss(self, record: MissRecord) -> None:
-        """A deadline miss (watchdog thread, through :class:`~edge.outputs.tap.MissTap`)."""
+        """A deadline miss (watchdog thread; :class:`~edge.pipeline.output.Output`)."""
         self._put(("miss", record.cause, record.over_ms))
 
     def on_health(self, ok: bool, reason: str = "") -> None:
@@ -229,12 +214,16 @@ class MqttOutput:
             return self._cond.wait_for(lambda: predicate(self), timeout_s)
 
     # -- lifecycle ---------------------------------------------------------------------
-    def attach(self, pipeline: _Pipeline, stats: StatsFn | None = None) -> None:
-        """Subscribe to ``pipeline``'s results; read its mode and (unless ``stats`` is given,
-        e.g. the HTTP server's ``PipelineStats``) its counters for the summaries."""
-        pipeline.subscribe(self.on_result)
-        self.every = lambda: int(pipeline.degrader.every)
-        self.stats_provider = stats or pipeline_stats(pipeline)
+    def attach(self, run: RunView) -> None:
+        """Read ``run``'s mode and (unless a ``stats`` provider was given) its counters for the
+        summaries (:meth:`Pipeline.add_output <edge.pipeline.runner.Pipeline.add_output>`)."""
+        self.every = lambda: int(run.degrader.every)
+        if self.stats_provider is None:
+            self.stats_provider = pipeline_stats(run)
+
+    def stats(self) -> dict[str, Any]:
+        """The broker connection's figures, for ``/api/stats`` and ``/metrics``."""
+        return self.metrics()
 
     def start(self) -> None:
         """Connect in the background (never blocks; a broker that is down is retried)."""

@@ -36,6 +36,7 @@ from edge.pipeline.degrade import Degrader
 from edge.pipeline.gcslack import GcDiscipline
 from edge.pipeline.handoff import Handoff, LatestSlot, PullSlot, reads_newest_only
 from edge.pipeline.inflight import InFlight
+from edge.pipeline.output import MissTap, Output
 from edge.pipeline.settings import DegradeConfig, PipelineConfig, budget_ns
 from edge.pipeline.summary import RunSummary
 from edge.pipeline.worker import DetectorLike, ResultCallback, Timing, Worker
@@ -76,7 +77,8 @@ class Outputs:
 
 
 class Pipeline:
-    """One run of the real-time pipeline. Build, :meth:`subscribe`, then :meth:`run`."""
+    """One run of the real-time pipeline. Build, :meth:`add_output` (or :meth:`subscribe` a
+    plain callback), then :meth:`run`."""
 
     def __init__(
         self,
@@ -98,12 +100,12 @@ class Pipeline:
         self.stop = stop or threading.Event()
         pcfg = settings.pipeline
         self.budget_ns = budget_ns(pcfg, source.fps)
-        period_ns = round(1e9 / source.fps) if source.fps else self.budget_ns
+        self.period_ns = round(1e9 / source.fps) if source.fps else self.budget_ns
         self.counters, self.stats, self.inflight = Counters(), LatencyStats(), InFlight()
         self.slot = LatestSlot(lossless=pcfg.policy == "process-all")
         self.gc = GcDiscipline(clock, enabled=pcfg.gc)
         self.degrader = Degrader(settings.degrade, self.budget_ns)
-        timing = Timing(self.budget_ns, period_ns, skip_stale=pcfg.policy == "skip-stale")
+        timing = Timing(self.budget_ns, self.period_ns, skip_stale=pcfg.policy == "skip-stale")
         self.capture = Capture(
             source, self.slot, self.counters, self.stop, max_frames=pcfg.frames, clock=self.clock
         )
@@ -112,6 +114,9 @@ class Pipeline:
         self.timer_slack_ns = timer_slack_ns
         self.handoff: Handoff = PullSlot(self.capture.pull) if self.direct else self.slot
         self.worker = self._worker(timing)
+        self.outputs: list[Output] = []
+        #: misses reach the outputs on their way to the miss log
+        self.misses = MissTap(outputs.sink)
         self.run_id = new_run_id()
         self.watchdog = self._watchdog()
         self.signal: int | None = None
@@ -133,7 +138,7 @@ class Pipeline:
     def _watchdog(self) -> DeadlineWatchdog:
         out = self.out
         reporting = Reporting(
-            out.sink,
+            self.misses,
             MissSummary(self.clock),
             self.counters,
             self.stats,
@@ -153,6 +158,25 @@ class Pipeline:
     def subscribe(self, callback: ResultCallback) -> None:
         """Call ``callback(frame, detections, stale)`` on the worker thread for every result."""
         self.worker.subscribers.append(callback)
+
+    def add_output(self, output: Output) -> None:
+        """Report to ``output``: its results, its misses, its figures (before :meth:`run`;
+        starting and stopping it is the caller's)."""
+        if any(o is output for o in self.outputs):
+            raise ValueError(f"output {output.name!r} is already added to this pipeline")
+        output.attach(self)
+        self.outputs.append(output)
+        self.worker.outputs.append(output.on_result)
+        self.misses.listeners.append(output.on_miss)
+
+    def output_stats(self) -> dict[str, Any]:
+        """``{output name: its figures}`` for the outputs that have any."""
+        out: dict[str, Any] = {}
+        for o in self.outputs:
+            figures = o.stats()
+            if figures is not None:
+                out[o.name] = figures
+        return out
 
     def request_stop(self, signum: int | None = None) -> None:
         """Ask the run to end (safe from a signal handler: one store and an Event.set)."""

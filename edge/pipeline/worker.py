@@ -19,10 +19,11 @@ watchdog through :class:`~edge.pipeline.inflight.InFlight` (a ``Done`` with outc
 that stands for the frame that did not come), and once more (``gap-end``) when frames flow
 again. The watchdog makes one miss record of each (cause ``gap``) and counts the outage once.
 
-``overlay`` and ``publish`` are hooks: ``overlay(frame, image, detections, stale)`` (none by
-default; the HTTP viewer draws there) and the subscribers, ``on_result(frame, detections,
+``overlay`` and ``publish`` are hooks: in ``overlay`` the outputs'
+``on_result(frame, detections, stale, image)`` (:class:`~edge.pipeline.output.Output`: the
+HTTP viewer draws from there), in ``publish`` the subscribers' ``callback(frame, detections,
 stale)``, called in order on the worker thread, so they must be quick (hand off, do not
-work). A subscriber that raises is logged and counted, never allowed to stop the pipeline.
+work). A hook that raises is logged and counted, never allowed to stop the pipeline.
 
 A frame that cannot be used (:class:`~edge.errors.ImageError`: a corrupt JPEG, an image of the
 wrong shape) is counted in ``decode_errors`` and skipped; the log gets one line per kind of
@@ -55,7 +56,7 @@ GAP_PERIODS = 10
 GAP_MIN_NS = 1_000_000_000
 
 ResultCallback = Callable[[Frame, Detections, bool], None]
-OverlayHook = Callable[[Frame, Image | None, Detections, bool], None]
+OutputHook = Callable[[Frame, Detections, bool, Image | None], None]
 
 
 class DetectorLike(Protocol):
@@ -109,7 +110,7 @@ class Worker:
         self.degrader, self.gc = degrader, gc
         self.stop = stop or threading.Event()
         self.subscribers: list[ResultCallback] = []
-        self.overlay: OverlayHook | None = None
+        self.outputs: list[OutputHook] = []
         self.error: BaseException | None = None
         self.get_timeout_s = 0.25
         self._last: Detections | None = None
@@ -212,8 +213,8 @@ class Worker:
     def _deliver(
         self, frame: Frame, image: Image | None, dets: Detections, stale: bool, t: int
     ) -> int:
-        if self.overlay is not None:
-            self._call(self.overlay, frame, image, dets, stale)
+        for output in self.outputs:
+            self._call(output, frame, dets, stale, image)
         t = self._lap(frame, "overlay", t, "publish")
         for callback in self.subscribers:
             self._call(callback, frame, dets, stale)

@@ -1,7 +1,8 @@
 """See what the device sees: the live page, the MJPEG overlay stream, the JSON API, health
 and Prometheus metrics, served without ever slowing the pipeline (docs/HTTP.md).
 
-    from edge.serve import Server, ServeConfig, attach
+    from edge.serve import Server, ServeConfig
+    pipeline.add_output(Server(cfg.serve, delegate=cfg.model.delegate))
 
 :class:`Server` loads lazily, so ``edge.config`` can import :mod:`edge.serve.config` without
 pulling in OpenCV and ``prometheus_client`` for commands that never serve.
@@ -11,14 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edge.serve.attach import MissTee, attach
 from edge.serve.config import ServeConfig, parse_bind
-from edge.serve.provider import PipelineStats, StatsFn
+from edge.serve.provider import PipelineStats
 
 if TYPE_CHECKING:
     from edge.serve.server import Server
 
-__all__ = ["MissTee", "PipelineStats", "ServeConfig", "Server", "StatsFn", "attach", "parse_bind"]
+__all__ = ["PipelineStats", "ServeConfig", "Server", "parse_bind"]
 
 
 def __getattr__(name: str) -> Any:

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from edge.clock import MONOTONIC, Clock
+from edge.pipeline.output import RunView
 from edge.serve.series import SeriesRecorder
 from edge.stats import Counters, LatencyStats
 from edge.watchdog.thermal import ThermalMonitor
-
-StatsFn = Callable[[], Mapping[str, Any]]
 
 #: fps is measured over about this much recent history
 RATE_WINDOW_NS = 5_000_000_000
@@ -73,24 +72,6 @@ class RateMeter:
         return (count - n0) * 1e9 / (now - t0) if now > t0 else 0.0
 
 
-class _Pipeline(Protocol):
-    """What :meth:`PipelineStats.of` reads from :class:`edge.pipeline.runner.Pipeline`."""
-
-    counters: Counters
-    stats: LatencyStats
-    budget_ns: int
-    clock: Clock
-
-    @property
-    def degrader(self) -> Any: ...  # .every
-
-    @property
-    def source(self) -> Any: ...  # .name
-
-    @property
-    def detector(self) -> Any: ...  # .name
-
-
 class PipelineStats:
     """The :data:`StatsFn` of a run; thread-safe, cheap enough to call a few times a second."""
 
@@ -122,7 +103,7 @@ class PipelineStats:
         )  # fmt: skip
 
     @classmethod
-    def of(cls, pipeline: _Pipeline, *, delegate: str = "cpu") -> PipelineStats:
+    def of(cls, pipeline: RunView, *, delegate: str = "cpu") -> PipelineStats:
         return cls(
             pipeline.counters,
             pipeline.stats,

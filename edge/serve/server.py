@@ -7,9 +7,11 @@ blocking ``send``). Here each connection is a coroutine; a stalled one is a buff
 draining and a timeout that closes it. Drawing and JPEG encoding, the only heavy work, run on
 one render thread (OpenCV releases the GIL there), once per produced frame and shared.
 
-The runner's side is four calls: :meth:`Server.attach_stats` (or
-:func:`edge.serve.attach.attach`), :meth:`Server.start`, :meth:`Server.publish` (O(1), from the
-worker) and :meth:`Server.stop`; :meth:`Server.record_miss` takes the watchdog's records.
+To a run the server is an :class:`~edge.pipeline.output.Output`: ``pipeline.add_output(server)``
+binds its stats to the run's (and to the other outputs' figures), then :meth:`Server.start`,
+:meth:`Server.on_result` (O(1), from the worker), :meth:`Server.on_miss` (the watchdog's
+records) and :meth:`Server.stop`. Without a pipeline, :meth:`Server.attach_stats` and
+:meth:`Server.publish` feed it directly.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any
@@ -29,12 +31,14 @@ from edge.clock import MONOTONIC, Clock
 from edge.errors import ConfigError
 from edge.frame import Detections, Frame, Image
 from edge.metrics import EdgeMetrics
+from edge.pipeline.output import RunView
 from edge.serve.app import App
 from edge.serve.config import Bind, ServeConfig
 from edge.serve.guard import Guard, exposure_warning
 from edge.serve.http import CONNECTION, MAX_HEAD_BYTES
 from edge.serve.hub import FrameHub
-from edge.serve.provider import StatsFn
+from edge.serve.provider import PipelineStats
+from edge.stats import StatsFn
 from edge.watchdog.record import MissRecord
 
 log = logging.getLogger(__name__)
@@ -68,10 +72,18 @@ def load_static() -> dict[str, tuple[bytes, str]]:
 
 
 class Server:
-    """See the module docstring. Not restartable: one ``start`` and one ``stop``."""
+    """See the module docstring. Not restartable: one ``start`` and one ``stop``.
 
-    def __init__(self, cfg: ServeConfig, *, clock: Clock = MONOTONIC) -> None:
+    ``delegate`` names the run's delegate on ``/api/stats`` (the config's ``model.delegate``)."""
+
+    #: the key of its figures among the outputs' (it has none to give: it shows the others')
+    name = "http"
+
+    def __init__(
+        self, cfg: ServeConfig, *, clock: Clock = MONOTONIC, delegate: str = "cpu"
+    ) -> None:
         self.cfg = cfg
+        self.delegate = delegate
         self.bind: Bind = cfg.bind
         self._clock = clock
         self.hub = FrameHub(
@@ -85,7 +97,7 @@ class Server:
         self.app = App(
             cfg,
             self.hub,
-            stats=self.stats,
+            stats=self.api_stats,
             health=self.health,
             metrics=self._folded_metrics,
             misses=self.misses,
@@ -120,16 +132,20 @@ class Server:
         self._stats_fn = stats
         self.hub.budget_ns = budget_ns
         self._period_ns = max(budget_ns, period_ns or 0)
-        self.metrics = EdgeMetrics(budget_ns / 1e9, self.stats)
+        self.metrics = EdgeMetrics(budget_ns / 1e9, self.api_stats)
 
-    def add_stats(self, key: str, fn: Callable[[], Any]) -> None:
-        """Report ``fn()`` under ``key`` in ``/api/stats`` (and ``/metrics`` where it knows the
-        key): how other outputs, such as MQTT, show their state without the server knowing
-        them."""
-        base = self._stats_fn
-        if base is None:
-            raise RuntimeError("add_stats after attach_stats")
-        self._stats_fn = lambda: {**base(), key: fn()}
+    def attach(self, run: RunView) -> None:
+        """Report ``run``: its stats and the other outputs' figures (``/api/stats``,
+        ``/metrics``, the HUD; the per-second series of them on ``/api/series``), its budget,
+        frame period and clock (:class:`~edge.pipeline.output.Output`)."""
+        stats = PipelineStats.of(run, delegate=self.delegate)
+        self.attach_stats(
+            lambda: {**stats(), **run.output_stats()},
+            run.budget_ns,
+            period_ns=run.period_ns,
+            clock=run.clock,
+        )
+        self.app.attach_series(stats.recorder())  # /api/series: folded only while watched
 
     def publish(
         self,
@@ -146,18 +162,22 @@ class Server:
         ``missed`` None means "late if the clock is past capture + budget now"."""
         self.hub.publish(frame, detections, stale, image=image, missed=missed)
 
-    def overlay_hook(
-        self, frame: Frame, image: Image | None, detections: Detections, stale: bool
+    def on_result(
+        self, frame: Frame, detections: Detections, stale: bool, image: Image | None = None
     ) -> None:
-        """:meth:`publish` in the shape of the worker's ``overlay`` hook."""
+        """:meth:`publish` as an output's result hook (worker thread)."""
         self.hub.publish(frame, detections, stale, image=image)
 
-    def record_miss(self, record: MissRecord) -> None:
+    def on_miss(self, record: MissRecord) -> None:
         """A deadline-miss record for ``/api/misses`` (thread-safe, O(1))."""
         self.misses.append(record)
 
+    def stats(self) -> None:
+        """None: the server shows figures (:meth:`api_stats`), it has none for the others."""
+        return None
+
     # -- what the endpoints report ---------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
+    def api_stats(self) -> dict[str, Any]:
         """``/api/stats``: the attached stats plus the stream's own figures."""
         out: dict[str, Any] = dict(self._stats_fn()) if self._stats_fn is not None else {}
         out["stream"] = {

@@ -17,7 +17,7 @@ from edge.overlay import PALETTE
 from edge.pipeline.runner import Outputs, Pipeline, Settings
 from edge.pipeline.settings import PipelineConfig
 from edge.pipeline.summary import RunSummary
-from edge.serve import MissTee, ServeConfig, Server, attach
+from edge.serve import ServeConfig, Server
 from edge.sources.base import SourceOptions
 from edge.sources.registry import open_source
 from edge.watchdog.misslog import MissLog
@@ -33,7 +33,7 @@ def test_demo_person_boxes_the_pedestrians(tmp_path: Path) -> None:
     log = MissLog(tmp_path / "misses.jsonl")
     server = Server(ServeConfig(http="127.0.0.1:0"))
     settings = Settings(PipelineConfig(frames=FRAMES))
-    pipeline = Pipeline(source, detector, settings, Outputs(MissTee(log, server.record_miss)))
+    pipeline = Pipeline(source, detector, settings, Outputs(log))
     counts: list[int] = []
     boxes: list[np.ndarray] = []
 
@@ -43,7 +43,7 @@ def test_demo_person_boxes_the_pedestrians(tmp_path: Path) -> None:
             boxes.append(det.boxes.copy())
 
     pipeline.subscribe(record)
-    attach(server, pipeline, delegate="cpu")
+    pipeline.add_output(server)
     server.start()
     result: list[RunSummary] = []
     runner = threading.Thread(target=lambda: result.append(pipeline.run()), daemon=True)

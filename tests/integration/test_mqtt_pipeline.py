@@ -18,7 +18,6 @@ from edge.config import ModelConfig
 from edge.detector import load_detector
 from edge.frame import Detections, Frame
 from edge.outputs.mqtt import MqttConfig, MqttOutput
-from edge.outputs.tap import MissTap
 from edge.pipeline.runner import Outputs, Pipeline, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.sources.base import SourceOptions
@@ -83,9 +82,9 @@ def run_with_mqtt(clip: Path, broker: Broker, tmp_path: Path, sub: Subscriber) -
     out = MqttOutput(cfg, environ={})
     rec = Recorder()
     with MissLog(tmp_path / "misses.jsonl") as log:
-        pipe = Pipeline(source, detector, settings, Outputs(MissTap(log, out.on_miss)))
+        pipe = Pipeline(source, detector, settings, Outputs(log))
         pipe.subscribe(rec)
-        out.attach(pipe)
+        pipe.add_output(out)
         out.start()
         assert out.wait_for(lambda o: o.connected, TIMEOUT_S)
         try:

@@ -111,7 +111,7 @@ def test_stats_shape(served: tuple[Server, Publisher]) -> None:
 def test_latest_misses_newest_first_and_bounded(served: tuple[Server, Publisher]) -> None:
     server, _ = served
     for i in range(8):
-        server.record_miss(miss(100 + i, "infer" if i % 2 else "decode"))
+        server.on_miss(miss(100 + i, "infer" if i % 2 else "decode"))
     body = get_json(server, "/api/misses?limit=3")
     assert [m["frame"] for m in body["misses"]] == [107, 106, 105]
     assert body["misses"][0]["cause"] == "infer" and body["misses"][1]["cause"] == "decode"

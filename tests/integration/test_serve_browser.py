@@ -173,7 +173,7 @@ def test_the_page_shows_a_live_stream_and_live_stats(clip: list[Sample], browser
     pub.start()
     try:
         pub.counters.miss("infer")
-        server.record_miss(MissRecord.create(
+        server.on_miss(MissRecord.create(
             frame=3, source="Megamind.avi", budget_ms=33.0, latency_ms=41.5,
             stages_ns={"infer": 35_000_000}, cause="infer", action="completed-late",
             consecutive=1))  # fmt: skip

@@ -23,7 +23,7 @@ from edge.detector import load_detector
 from edge.pipeline.runner import Outputs, Pipeline, Settings
 from edge.pipeline.settings import PipelineConfig
 from edge.pipeline.summary import RunSummary
-from edge.serve import MissTee, ServeConfig, Server, attach
+from edge.serve import ServeConfig, Server
 from edge.sources.base import SourceOptions
 from edge.sources.registry import open_source
 from edge.watchdog.misslog import MissLog
@@ -69,8 +69,8 @@ def run(
     result: list[RunSummary] = []
     with MissLog(tmp_path / "misses.jsonl") as log:
         pipeline = Pipeline(source, det, Settings(PipelineConfig()),
-                            Outputs(MissTee(log, server.record_miss)))  # fmt: skip
-        attach(server, pipeline, delegate="cpu")
+                            Outputs(log))  # fmt: skip
+        pipeline.add_output(server)
         server.start()
         runner = threading.Thread(target=lambda: result.append(pipeline.run()), daemon=True)
         runner.start()

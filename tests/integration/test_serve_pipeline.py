@@ -15,7 +15,7 @@ from edge.detector import load_detector
 from edge.pipeline.runner import Outputs, Pipeline, Settings
 from edge.pipeline.settings import PipelineConfig
 from edge.pipeline.summary import RunSummary
-from edge.serve import MissTee, ServeConfig, Server, attach
+from edge.serve import ServeConfig, Server
 from edge.sources.base import SourceOptions
 from edge.sources.registry import open_source
 from edge.watchdog.misslog import MissLog
@@ -37,8 +37,8 @@ def test_a_real_run_served_end_to_end(samples_dir: Path, tmp_path: Path) -> None
     server = Server(ServeConfig(http="127.0.0.1:0", misses_kept=1000))
     result: list[RunSummary] = []
     with MissLog(tmp_path / "misses.jsonl") as log:
-        pipeline = Pipeline(source, detector, settings, Outputs(MissTee(log, server.record_miss)))
-        attach(server, pipeline, delegate="cpu")
+        pipeline = Pipeline(source, detector, settings, Outputs(log))
+        pipeline.add_output(server)
         server.start()
         runner = threading.Thread(target=lambda: result.append(pipeline.run()), daemon=True)
         try:

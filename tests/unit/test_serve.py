@@ -13,7 +13,8 @@ from edge.errors import ConfigError
 from edge.frame import Detections, Frame
 from edge.metrics import BUDGET_FRACTIONS, EdgeMetrics, latency_buckets
 from edge.overlay import PALETTE
-from edge.serve import MissTee, ServeConfig, parse_bind
+from edge.pipeline.output import MissTap
+from edge.serve import ServeConfig, parse_bind
 from edge.serve.app import float_param, int_param
 from edge.serve.http import HttpError, parse_head
 from edge.serve.hub import FrameHub
@@ -239,7 +240,7 @@ class _Sink:
 
 def test_miss_tee_copies_misses_and_survives_a_failing_viewer() -> None:
     sink, seen = _Sink(), []
-    tee = MissTee(sink, seen.append)  # type: ignore[arg-type]
+    tee = MissTap(sink, seen.append)  # type: ignore[arg-type]
     rec = MissRecord.create(frame=1, source="s", budget_ms=33, latency_ms=40, stages_ns={},
                             cause="infer", action="completed-late", consecutive=1)  # fmt: skip
     run = RunRecord(run="r", event="tick", source="s", budget_ms=33)
@@ -249,7 +250,7 @@ def test_miss_tee_copies_misses_and_survives_a_failing_viewer() -> None:
     def boom(_: MissRecord) -> None:
         raise RuntimeError("viewer broke")
 
-    tee = MissTee(sink, boom)  # type: ignore[arg-type]
+    tee = MissTap(sink, boom)  # type: ignore[arg-type]
     assert tee.write(rec) and sink.records[-1] is rec and tee.lost == 0 and tee.flush()
 
 
