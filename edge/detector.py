@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config import ModelConfig
-from edge.decoders import DecodeSpec, build_decoder
 from edge.errors import ModelInvalid
 from edge.frame import Detections, Frame, Image
+from edge.heads import DecodeSpec, build_decoder
 from edge.models import ModelSpec, read_labels, resolve
 from edge.preprocess import (
     Preprocessor,
@@ -27,7 +27,7 @@ from edge.preprocess import (
 )
 from edge.preprocess_tf import MODE as STRETCH_TF
 from edge.preprocess_tf import StretchTFPreprocessor
-from edge.runtime.interpreter import Runner
+from edge.runtime.interpreter import Interpreter
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,10 @@ class StageTimes:
 
 
 class Detector:
-    def __init__(self, spec: ModelSpec, runner: Runner, cfg: ModelConfig) -> None:
-        self.spec, self.runner, self.cfg = spec, runner, cfg
+    def __init__(self, spec: ModelSpec, interpreter: Interpreter, cfg: ModelConfig) -> None:
+        self.spec, self.interpreter, self.cfg = spec, interpreter, cfg
         self.name = spec.name
-        inp = runner.input
+        inp = interpreter.input
         self.input_w, self.input_h = inp.width, inp.height
         if spec.input_w and (spec.input_w, spec.input_h) != (inp.width, inp.height):
             raise ModelInvalid(
@@ -63,7 +63,9 @@ class Detector:
             max_detections=cfg.max_detections,
             nms=spec.nms_kind,
         )
-        self.decoder = build_decoder(runner.outputs_info, decode_spec, cfg.decoder or spec.family)
+        self.decoder = build_decoder(
+            interpreter.outputs_info, decode_spec, cfg.decoder or spec.family
+        )
         quant = (inp.scale, inp.zero_point) if inp.dtype != np.float32 else (0.0, 0)
         # TensorFlow's own resize for the graphs that resize with it (edge/preprocess_tf.py)
         make = StretchTFPreprocessor if spec.resize == STRETCH_TF else Preprocessor
@@ -116,14 +118,14 @@ class Detector:
 
     def preprocess(self, image: Image) -> Transform:
         image = model_image(image)  # gray, BGRA, float ... converted; ImageError before the view
-        view = self.runner.input_view()
+        view = self.interpreter.input_view()
         try:
             return self.pre.warp_into(image, view, keep_pad=True)  # only we write the input
         finally:
             del view  # the interpreter refuses to invoke while a view into it lives
 
     def infer(self) -> None:
-        self.runner.invoke()
+        self.interpreter.invoke()
 
     def postprocess(self, t: Transform, reduction: float = 1) -> Detections:
         if reduction != 1:
@@ -131,7 +133,7 @@ class Detector:
             if s is None or s[0] is not t or s[1] != reduction:
                 s = self._scaled = (t, reduction, t.scaled(1.0 / reduction))
             t = s[2]
-        outs = self.runner.outputs()
+        outs = self.interpreter.outputs()
         try:
             return self.decoder.decode_mapped(outs, t)
         finally:
@@ -152,16 +154,16 @@ class Detector:
 
     def bare_invoke_ns(self) -> int:
         t0 = time.perf_counter_ns()
-        self.runner.invoke()
+        self.interpreter.invoke()
         return time.perf_counter_ns() - t0
 
 
 def load_detector(cfg: ModelConfig) -> Detector:
     spec, path = resolve(cfg.name, cfg.dir)
-    runner = Runner(
+    interpreter = Interpreter(
         path,
         threads=cfg.threads,
         delegate=cfg.delegate,
         delegate_options=dict(cfg.delegate_options),
     )
-    return Detector(spec, runner, cfg)
+    return Detector(spec, interpreter, cfg)

@@ -2,11 +2,11 @@
 
 Per frame the caller does::
 
-    view = runner.input_view()   # the interpreter's own input buffer, (H, W, C)
+    view = interp.input_view()   # the interpreter's own input buffer, (H, W, C)
     ... write into view ...
     del view                     # LiteRT refuses to invoke while a view into its buffers lives
-    runner.invoke()
-    outs = runner.outputs()      # float32; valid until the next invoke, do not keep them
+    interp.invoke()
+    outs = interp.outputs()      # float32; valid until the next invoke, do not keep them
 
 Quantized models: the input's scale and zero point are exposed (``input_quant``) so the
 preprocessor can fold normalisation and quantisation into one affine step; quantized outputs are
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.decoders.base import TensorInfo
 from edge.errors import ModelInvalid, ModelNotFound
+from edge.heads.base import TensorInfo
 from edge.runtime.delegates import DelegateChoice, load_chain
 from edge.runtime.loader import Runtime, load_runtime
 from edge.runtime.quiet import runtime_noise_filtered
@@ -62,7 +62,7 @@ def check_model_file(path: Path) -> None:
         )
 
 
-class Runner:
+class Interpreter:
     """A loaded, allocated interpreter with a fixed input and preallocated output buffers."""
 
     def __init__(

@@ -54,7 +54,7 @@ def test_the_interpreter_leaves_the_pad_rows_of_its_input_alone(megamind_pngs: l
     for _ in range(3):
         t = det.preprocess(img)
         det.infer()
-        view = det.runner.input_view()
+        view = det.interpreter.input_view()
         band = det.pre._fit(320, 240)
         assert band.r0 > 0 and np.all(view[: band.r0] == -1.0) and np.all(view[band.r1 :] == -1.0)
         del view

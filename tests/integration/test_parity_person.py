@@ -32,12 +32,12 @@ import pytest
 
 from edge.cli.detect import read_image
 from edge.config import ModelConfig
-from edge.decoders import DecodeSpec
-from edge.decoders.ssd import SSDDecoder
-from edge.decoders.ssd_raw import tf_ssd_anchors
 from edge.detector import load_detector
+from edge.heads import DecodeSpec
+from edge.heads.ssd import SSDDecoder
+from edge.heads.ssd_raw import tf_ssd_anchors
 from edge.models import load_manifest
-from edge.runtime.interpreter import Runner
+from edge.runtime.interpreter import Interpreter
 from tests.conftest import video_frames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,7 +177,7 @@ def test_input_tensor_matches_the_graphs_preprocessor(
     det = load_detector(ModelConfig(name="person"))
     for name, p in images.items():
         det.preprocess(read_image(str(p)))
-        view = det.runner.input_view()
+        view = det.interpreter.input_view()
         mine = np.array(view)
         del view
         theirs = reference["pre"][name][0]
@@ -211,7 +211,7 @@ def rebuilt(samples_dir: Path) -> Path:
 def raw_outputs(path: Path, frames: list[np.ndarray]) -> list[list[np.ndarray]]:
     """The model's raw output tensors for each frame, its input made by our preprocessing."""
     pre = load_detector(ModelConfig(name="person")).pre
-    runner = Runner(path)
+    runner = Interpreter(path)
     out = []
     for f in frames:
         view = runner.input_view()
@@ -240,7 +240,7 @@ def test_conversion_is_reproducible(rebuilt: Path, samples_dir: Path) -> None:
 def test_postprocess_op_fixture_agrees_with_raw_decoding(rebuilt: Path, samples_dir: Path) -> None:
     frames = video_frames(samples_dir / "vtest.avi", 61, 12)
     raw = load_detector(ModelConfig(name="person"))
-    runner = Runner(rebuilt / "person-postprocess.tflite")
+    runner = Interpreter(rebuilt / "person-postprocess.tflite")
     spec = DecodeSpec(300, 300, {}, ("person",), score_threshold=THR)
     op = SSDDecoder(runner.outputs_info, spec)
     people = 0

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from edge.decoders.base import DecodeSpec, TensorInfo
-from edge.decoders.mediapipe import MediaPipeDecoder, _clip_is_moot, ssd_anchors
 from edge.frame import Detections
+from edge.heads.base import DecodeSpec, TensorInfo
+from edge.heads.mediapipe import MediaPipeDecoder, _clip_is_moot, ssd_anchors
 from edge.models import load_manifest
 from edge.preprocess import Transform
 

@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from edge.decoders.base import DecodeSpec, TensorInfo
-from edge.decoders.ssd import SSDDecoder
 from edge.errors import ConfigError, ModelInvalid
+from edge.heads.base import DecodeSpec, TensorInfo
+from edge.heads.ssd import SSDDecoder
 
 W, H, N = 320, 240, 10
 LABELS = ("person", "bicycle", "car")

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from edge.decoders import build_decoder
-from edge.decoders.base import DecodeSpec, TensorInfo
-from edge.decoders.ssd_raw import SSDRawDecoder, tf_ssd_anchors
+from edge.heads import build_decoder
+from edge.heads.base import DecodeSpec, TensorInfo
+from edge.heads.ssd_raw import SSDRawDecoder, tf_ssd_anchors
 from edge.models import load_manifest
 from edge.preprocess import Transform
 

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from edge.decoders.base import DecodeSpec, TensorInfo
-from edge.decoders.yolo import YOLODecoder, anchor_count
 from edge.errors import ConfigError, ModelInvalid
+from edge.heads.base import DecodeSpec, TensorInfo
+from edge.heads.yolo import YOLODecoder, anchor_count
 
 W = H = 320
 C = 3

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edge.cli.main import build_parser
-from edge.decoders import DecodeSpec, TensorInfo, build_decoder
 from edge.errors import ModelInvalid
+from edge.heads import DecodeSpec, TensorInfo, build_decoder
 
 #: MediaPipe-shaped outputs (boxes and scores per anchor) with no anchor options given
 OUTPUTS = [TensorInfo("boxes", (1, 896, 16), "float32", 0),

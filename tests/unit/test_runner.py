@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge.errors import ModelInvalid, ModelNotFound
-from edge.runtime.interpreter import Runner
+from edge.runtime.interpreter import Interpreter
 from edge.runtime.loader import Runtime
 
 
@@ -57,7 +57,7 @@ def runtime() -> Runtime:
 
 
 def test_quantized_outputs_are_dequantized_into_preallocated_buffers(tmp_path: Path) -> None:
-    r = Runner(fake_model(tmp_path), threads=3, runtime=runtime())
+    r = Interpreter(fake_model(tmp_path), threads=3, runtime=runtime())
     assert r.input.dtype == np.uint8 and r.input.scale == pytest.approx(1 / 128)
     assert r.input.zero_point == 128 and (r.input.height, r.input.width) == (4, 6)
     view = r.input_view()
@@ -77,8 +77,8 @@ def test_quantized_outputs_are_dequantized_into_preallocated_buffers(tmp_path: P
 
 def test_refuses_missing_and_non_tflite_files(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFound, match="does not exist"):
-        Runner(tmp_path / "none.tflite", runtime=runtime())
+        Interpreter(tmp_path / "none.tflite", runtime=runtime())
     bad = tmp_path / "x.tflite"
     bad.write_bytes(b"GIF89a....")
     with pytest.raises(ModelInvalid, match="not a TFLite model"):
-        Runner(bad, runtime=runtime())
+        Interpreter(bad, runtime=runtime())

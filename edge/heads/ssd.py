@@ -41,9 +41,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.decoders.base import Decoder, DecodeSpec, TensorInfo, describe_outputs
 from edge.errors import ConfigError, ModelInvalid
 from edge.frame import Detections
+from edge.heads.base import Decoder, DecodeSpec, TensorInfo, describe_outputs
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Decoder families, and choosing one from a model's output shapes.
+"""Model heads: parsing a model's raw outputs into detections (the ``postprocess`` stage),
+one decoder family per output layout, and choosing one from a model's output shapes.
 
 ``build_decoder(outputs, spec, family)`` uses the named family, or when ``family`` is None, the
 one family whose ``mismatch`` accepts the outputs. No fit, or more than one, is a
@@ -9,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge.decoders.base import Decoder, DecodeSpec, TensorInfo, describe_outputs
 from edge.errors import ModelInvalid
+from edge.heads.base import Decoder, DecodeSpec, TensorInfo, describe_outputs
 
 
 def families() -> dict[str, type[Decoder]]:
-    from edge.decoders.mediapipe import MediaPipeDecoder
-    from edge.decoders.ssd import SSDDecoder
-    from edge.decoders.ssd_raw import SSDRawDecoder
-    from edge.decoders.yolo import YOLODecoder
+    from edge.heads.mediapipe import MediaPipeDecoder
+    from edge.heads.ssd import SSDDecoder
+    from edge.heads.ssd_raw import SSDRawDecoder
+    from edge.heads.yolo import YOLODecoder
 
     return {d.family: d for d in (MediaPipeDecoder, SSDDecoder, SSDRawDecoder, YOLODecoder)}
 

@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from edge.decoders.base import Decoder, DecodeSpec, PixelMap, TensorInfo
 from edge.frame import Detections
+from edge.heads.base import Decoder, DecodeSpec, PixelMap, TensorInfo
 from edge.nms import weighted_nms, weighted_nms_rows
 
 ANCHOR_KEYS = frozenset(
