@@ -22,7 +22,7 @@ from edge.clock import MONOTONIC
 from edge.config import ModelConfig
 from edge.outputs.mqtt_config import MqttConfig
 from edge.pipeline.output import Output
-from edge.pipeline.runner import Outputs, Pipeline, Settings, stop_on_signals
+from edge.pipeline.runner import Pipeline, Reporters, Settings, stop_on_signals
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.pipeline.summary import RunSummary
 from edge.serve.config import ServeConfig
@@ -158,7 +158,7 @@ def run(
     settings = Settings(cfg.pipeline, cfg.degrade, cfg.watchdog)
     try:
         with MissLog(path, cfg.watchdog.max_bytes, cfg.watchdog.backups) as sink:
-            out = Outputs(sink, notifier, ThermalMonitor().read, path)
+            out = Reporters(sink, notifier, ThermalMonitor().read, path)
             pipeline = Pipeline(source, detector, settings, out)
             for o in outputs:
                 pipeline.add_output(o)

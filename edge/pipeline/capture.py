@@ -25,8 +25,7 @@ import threading
 from edge.clock import MONOTONIC, Clock
 from edge.errors import SourceError
 from edge.frame import Frame
-from edge.pipeline.handoff import END, LatestSlot
-from edge.pipeline.handoff import EndOfStream as End
+from edge.pipeline.handoff import END, End, LatestSlot
 from edge.ratelog import RateLimitedLog
 from edge.sources.base import CorruptFrame, EndOfStream, Source
 from edge.stats import Counters

@@ -44,7 +44,9 @@ class _End(enum.Enum):
 
 #: what :meth:`LatestSlot.get` returns once the slot is closed and empty
 END: Final = _End.END
-EndOfStream = Literal[_End.END]
+#: its type (the end of the handoff; a source signals its own end with
+#: :class:`edge.sources.base.EndOfStream`, an exception)
+End = Literal[_End.END]
 
 
 class LatestSlot:
@@ -81,7 +83,7 @@ class LatestSlot:
             self._cond.notify_all()
             return old
 
-    def get(self, timeout_s: float) -> Frame | EndOfStream | None:
+    def get(self, timeout_s: float) -> Frame | End | None:
         """The newest frame; :data:`END` when closed and empty; None when ``timeout_s`` ran out."""
         with self._cond:
             self._getters += 1
@@ -143,7 +145,7 @@ class LatestSlot:
 class Handoff(Protocol):
     """What the worker needs from a handoff."""
 
-    def get(self, timeout_s: float) -> Frame | EndOfStream | None: ...
+    def get(self, timeout_s: float) -> Frame | End | None: ...
 
     def pending(self) -> bool: ...
 
@@ -162,11 +164,11 @@ class PullSlot:
 
     lossless = False
 
-    def __init__(self, pull: Callable[[float], Frame | EndOfStream | None]) -> None:
+    def __init__(self, pull: Callable[[float], Frame | End | None]) -> None:
         self._pull = pull
         self._taken = 0
 
-    def get(self, timeout_s: float) -> Frame | EndOfStream | None:
+    def get(self, timeout_s: float) -> Frame | End | None:
         item = self._pull(timeout_s)
         if item is not None and item is not END:
             self._taken += 1

@@ -67,8 +67,9 @@ class Settings:
 
 
 @dataclass(frozen=True)
-class Outputs:
-    """Where a run reports: the miss log, systemd, the thermal reader."""
+class Reporters:
+    """Where the watchdog reports: the miss log, systemd, the thermal reader that annotates
+    the records (the outputs, :meth:`Pipeline.add_output`, are another thing)."""
 
     sink: FlushableSink
     notifier: Notifier = field(default_factory=Notifier.null)
@@ -85,7 +86,7 @@ class Pipeline:
         source: Source,
         detector: DetectorLike,
         settings: Settings,
-        outputs: Outputs,
+        reporters: Reporters,
         *,
         clock: Clock = MONOTONIC,
         stop: threading.Event | None = None,
@@ -95,7 +96,8 @@ class Pipeline:
         """``direct`` None picks the handoff from the source (:func:`reads_newest_only`);
         True/False force it (benchmarks compare them). ``timer_slack_ns`` None leaves the
         threads' timer slack alone."""
-        self.source, self.detector, self.settings, self.out = source, detector, settings, outputs
+        self.source, self.detector, self.settings = source, detector, settings
+        self.reporters = reporters
         self.clock = clock
         self.stop = stop or threading.Event()
         pcfg = settings.pipeline
@@ -116,7 +118,7 @@ class Pipeline:
         self.worker = self._worker(timing)
         self.outputs: list[Output] = []
         #: misses reach the outputs on their way to the miss log
-        self.misses = MissTap(outputs.sink)
+        self.misses = MissTap(reporters.sink)
         self.run_id = new_run_id()
         self.watchdog = self._watchdog()
         self.signal: int | None = None
@@ -136,7 +138,7 @@ class Pipeline:
         )
 
     def _watchdog(self) -> DeadlineWatchdog:
-        out = self.out
+        out = self.reporters
         reporting = Reporting(
             self.misses,
             MissSummary(self.clock),
@@ -229,7 +231,7 @@ class Pipeline:
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
         self.stop.set()
-        self.out.notifier.stopping()
+        self.reporters.notifier.stopping()
         until = time.monotonic() + STOP_TIMEOUT_S  # a real-time bound on blocking, not a duration
         for t in reversed(threads):  # capture first: it closes the handoff for the worker
             if t.ident is not None:  # started
@@ -244,7 +246,7 @@ class Pipeline:
         self.watchdog.stop(max(0.1, until - time.monotonic()))
         self.gc.stop()
         self.watchdog.write_run_record("exit")
-        self.out.sink.flush(1.0)
+        self.reporters.sink.flush(1.0)
         try:
             self.source.close()
         except Exception as e:  # closing a dead camera must not hide the summary
@@ -263,8 +265,8 @@ class Pipeline:
             counters=dict(counts.values),
             missed_by_cause=dict(counts.missed_by_cause),
             stages_ms=self.stats.snapshot(),
-            miss_log=self.out.miss_log,
-            lost_records=self.out.sink.lost,
+            miss_log=self.reporters.miss_log,
+            lost_records=self.reporters.sink.lost,
             degrade_every=self.degrader.every,
             source_stats=src,
         )
@@ -314,7 +316,7 @@ def set_timer_slack_ns(ns: int) -> int | None:
 
 
 __all__ = [
-    "Outputs",
+    "Reporters",
     "Pipeline",
     "Settings",
     "set_timer_slack_ns",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge.frame import Detections, Frame
-from edge.pipeline.runner import Outputs, Pipeline, Settings, stop_on_signals
+from edge.pipeline.runner import Pipeline, Reporters, Settings, stop_on_signals
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.state import default_miss_log
 from edge.watchdog.notify import Notifier, RecordingNotifier
@@ -47,7 +47,7 @@ def build(
 ) -> tuple[Pipeline, FakeDetector, ListSink, ClosedLoop]:
     clock = TickClock()
     det, src, sink = FakeDetector(clock, FAST), FakeSource(fps=30.0), ListSink()
-    out = Outputs(sink, notifier or RecordingNotifier(), miss_log="mem")
+    out = Reporters(sink, notifier or RecordingNotifier(), miss_log="mem")
     pipe = Pipeline(src, det, settings, out, clock=clock)
     clock.listeners.append(pipe.inflight.poke)
     loop = ClosedLoop(clock, src, n)
