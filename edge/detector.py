@@ -8,36 +8,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from edge.config import ModelConfig
+from edge.decode import FrameDecoder
 from edge.errors import ModelInvalid
 from edge.frame import Detections, Frame, Image
 from edge.heads import DecodeSpec, build_decoder
 from edge.models import ModelSpec, read_labels, resolve
-from edge.preprocess import (
-    Preprocessor,
-    Transform,
-    decode_jpeg,
-    jpeg_size,
-    model_image,
-    reduction_for,
-)
+from edge.preprocess import Preprocessor, Transform, model_image
 from edge.preprocess_tf import MODE as STRETCH_TF
 from edge.preprocess_tf import StretchTFPreprocessor
 from edge.runtime.interpreter import Interpreter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StageTimes:
-    decode_ns: int = 0
-    preprocess_ns: int = 0
-    infer_ns: int = 0
-    postprocess_ns: int = 0
 
 
 class Detector:
@@ -79,7 +64,7 @@ class Detector:
             rgb=spec.color == "rgb",
             quant=quant,
         )
-        self._reduce_cache: tuple[int, int, int] | None = None
+        self._decoder = FrameDecoder(inp.width, inp.height)
         self._scaled: tuple[Transform, float, Transform] | None = None
 
     @property
@@ -88,33 +73,8 @@ class Detector:
 
     # -- stages -------------------------------------------------------------------------------
     def decode(self, frame: Frame) -> tuple[Image, float]:
-        """The image to detect on and how many times smaller it is than the frame.
-
-        JPEG bytes: a DCT-reduced decode (factor 1, 2, 4 or 8). A camera frame that carries an
-        ISP-scaled ``lores`` image of the same aspect (picamera2): that image, at no CPU cost.
-        Otherwise the frame's own image, factor 1. Boxes are mapped back to frame pixels.
-        """
-        if frame.jpeg is None:
-            assert frame.image is not None
-            lores: Image | None = getattr(frame, "lores", None)
-            if lores is not None:
-                h, w = frame.image.shape[:2]
-                lh, lw = lores.shape[:2]
-                if w * lh == h * lw and lw < w:
-                    return lores, w / lw
-            return frame.image, 1
-        f = self._reduction(frame.jpeg)
-        return decode_jpeg(frame.jpeg, f), f
-
-    def _reduction(self, jpeg: bytes) -> int:
-        size = jpeg_size(jpeg)
-        if size is None:
-            return 1
-        c = self._reduce_cache
-        if c is None or c[:2] != size:
-            c = (*size, reduction_for(size[0], size[1], self.input_w, self.input_h))
-            self._reduce_cache = c
-        return c[2]
+        """The decode stage (:meth:`edge.decode.FrameDecoder.decode`)."""
+        return self._decoder.decode(frame)
 
     def preprocess(self, image: Image) -> Transform:
         image = model_image(image)  # gray, BGRA, float ... converted; ImageError before the view

@@ -16,9 +16,10 @@ costs ~0.1 IoU on small faces.
 Normalisation and, for quantized models, quantisation are folded into one affine step
 ``q = alpha * pixel + beta`` written straight into the interpreter's input buffer.
 
-This runs once per frame right after the JPEG decode and before invoke(), with caches that the
-previous invoke flushed: the cost is in the number of OpenCV/NumPy calls and in the bytes they
-touch, so there are few of each (see :class:`Preprocessor`).
+This runs once per frame right after the decode stage (:mod:`edge.decode`) and before
+invoke(), with caches that the previous invoke flushed: the cost is in the number of
+OpenCV/NumPy calls and in the bytes they touch, so there are few of each (see
+:class:`Preprocessor`).
 """
 
 from __future__ import annotations
@@ -105,55 +106,6 @@ class Transform:
             round(self.frame_w / factor),
             round(self.frame_h / factor),
         )
-
-
-def jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's SOF marker without decoding; None if not found."""
-    n = len(data)
-    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        return None
-    i = 2
-    while i + 9 < n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        seg_len = (data[i + 2] << 8) | data[i + 3]
-        # SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC)
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h = (data[i + 5] << 8) | data[i + 6]
-            w = (data[i + 7] << 8) | data[i + 8]
-            return (w, h) if w and h else None
-        i += 2 + seg_len
-    return None
-
-
-_REDUCED = (
-    (8, cv2.IMREAD_REDUCED_COLOR_8),
-    (4, cv2.IMREAD_REDUCED_COLOR_4),
-    (2, cv2.IMREAD_REDUCED_COLOR_2),
-)
-
-
-def reduction_for(frame_w: int, frame_h: int, in_w: int, in_h: int) -> int:
-    """Largest JPEG DCT reduction (1, 2, 4, 8) that keeps the frame's short side at least as
-    large as the model input's long side, so the warp still only ever downsamples."""
-    need = max(in_w, in_h)
-    for f, _ in _REDUCED:
-        if min(frame_w, frame_h) // f >= need:
-            return f
-    return 1
-
-
-def decode_jpeg(data: bytes, factor: int = 1) -> Image:
-    """Decode JPEG bytes to BGR, ``factor`` times smaller in each dimension (DCT scaling)."""
-    flag = dict(_REDUCED).get(factor, cv2.IMREAD_COLOR)
-    img: Image | None = cv2.imdecode(np.frombuffer(data, np.uint8), flag)  # type: ignore[assignment]
-    if img is None:
-        raise ImageError(f"corrupt or truncated JPEG frame ({len(data)} bytes)")
-    return img
 
 
 def to_bgr8(img: npt.NDArray[Any]) -> Image:

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.decode import decode_jpeg, jpeg_size
 from edge.frame import Detections, Frame, Image
 from edge.overlay import draw
-from edge.preprocess import decode_jpeg, jpeg_size
 
 #: frames that reach the render thread as JPEG bytes only are decoded at a DCT reduction that
 #: keeps them at least this wide (a viewer never needs the full 12 MP of a camera)

@@ -7,12 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import edge.preprocess as pre_mod
+from edge.decode import decode_jpeg, jpeg_size, reduction_for
 from edge.preprocess import (
     Preprocessor,
     Transform,
-    decode_jpeg,
-    jpeg_size,
-    reduction_for,
     sampling_maps,
     to_bgr8,
 )
