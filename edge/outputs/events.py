@@ -3,7 +3,7 @@ leaving (debounced), per-class tallies for the periodic summary, and health chan
 
 Pure state machines, no threads, no I/O, no clock of their own: every method takes the time
 it is about (a frame's ``t_capture_ns``, or the caller's clock for health), so tests drive
-them with plain numbers or a :class:`~edge.clock.FakeClock`.
+them with plain numbers or a :class:`~edge.testing.FakeClock`.
 
 Debounce (:class:`PresenceTracker`): a class is reported ``appeared`` once it has been in every
 inferred frame for ``appear_ns``, and ``left`` once it has been in none for ``leave_ns``. A
@@ -329,7 +329,7 @@ class Interval:
 class Digest:
     """Everything the MQTT output's thread keeps between messages: presence, the interval's
     tallies, health, and when the next summary is due. One thread; times are the caller's
-    monotonic ns (so a :class:`~edge.clock.FakeClock` drives it in tests)."""
+    monotonic ns (so a :class:`~edge.testing.FakeClock` drives it in tests)."""
 
     def __init__(
         self, *, appear_ns: int, leave_ns: int, stall_ns: int, interval_ns: int, now_ns: int

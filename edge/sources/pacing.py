@@ -8,7 +8,7 @@ more behind, the frames a camera would have overwritten meanwhile are skipped (a
 counted), as a camera with one buffer would.
 
 Waiting blocks on an :class:`threading.Event` with a timeout, so ``close()`` from another
-thread wakes the reader at once; with a :class:`~edge.clock.FakeClock` it blocks on the
+thread wakes the reader at once; with a :class:`~edge.testing.FakeClock` it blocks on the
 fake clock instead, so tests move time by hand.
 """
 
@@ -17,7 +17,8 @@ from __future__ import annotations
 import threading
 import time
 
-from edge.clock import Clock, FakeClock
+from edge.clock import Clock
+from edge.testing.clock import FakeClock
 
 
 def wait_until(clock: Clock, t_ns: int, timeout_s: float, stop: threading.Event) -> bool:

@@ -1,7 +1,7 @@
 """The deadline watchdog's parts: miss records, the miss log, sd_notify and thermal readings."""
 
 from edge.watchdog.misslog import JOURNAL_PREFIX, MissLog, MissSummary
-from edge.watchdog.notify import Notifier, RecordingNotifier
+from edge.watchdog.notify import Notifier
 from edge.watchdog.record import CAUSES, MissRecord, RunRecord, new_run_id
 from edge.watchdog.thermal import ThermalMonitor, ThermalState, read_thermal
 
@@ -12,7 +12,6 @@ __all__ = [
     "MissRecord",
     "MissSummary",
     "Notifier",
-    "RecordingNotifier",
     "RunRecord",
     "ThermalMonitor",
     "ThermalState",

@@ -31,7 +31,7 @@ def _address(value: str) -> str | bytes | None:
     return None  # e.g. systemd 254's "vsock:CID:PORT", for VMs, not for a Pi
 
 
-def _format(fields: Mapping[str, object]) -> bytes:
+def format_fields(fields: Mapping[str, object]) -> bytes:
     lines = []
     for key, value in fields.items():
         text = str(int(value)) if isinstance(value, bool) else str(value)
@@ -93,7 +93,7 @@ class Notifier:
         """Send ``KEY=value`` fields in one datagram (keys upper-cased); False if not sent."""
         if self.address is None or not fields:
             return False
-        data = _format(fields)
+        data = format_fields(fields)
         with self._lock:
             try:
                 if self._sock is None:
@@ -133,38 +133,6 @@ class Notifier:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class RecordingNotifier(Notifier):
-    """The fake beside the real one: keeps each message instead of sending it.
-
-    For pipeline tests that check *when* READY / WATCHDOG / STOPPING are sent; tests of the
-    wire format use :class:`Notifier` with a real socket.
-    """
-
-    def __init__(self, watchdog_usec: int | None = None) -> None:
-        super().__init__("<recording>", watchdog_usec)
-        self.messages: list[dict[str, str]] = []
-        self._cond = threading.Condition()
-
-    def send(self, **fields: object) -> bool:
-        if not fields:
-            return False
-        parsed = dict(line.split("=", 1) for line in _format(fields).decode().split("\n"))
-        with self._cond:
-            self.messages.append(parsed)
-            self.sent += 1
-            self._cond.notify_all()
-        return True
-
-    def count(self, key: str) -> int:
-        with self._cond:
-            return sum(key in m for m in self.messages)
-
-    def wait_for(self, key: str, n: int = 1, timeout_s: float = 1.0) -> bool:
-        """Block until ``n`` messages carried ``key`` (e.g. ``"READY"``); False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: sum(key in m for m in self.messages) >= n, timeout_s)
 
 
 def _int_or_none(value: str | None) -> int | None:

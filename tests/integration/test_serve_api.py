@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.clock import FakeClock
 from edge.errors import ConfigError
 from edge.frame import Detections, Frame
 from edge.metrics import latency_buckets
 from edge.serve import ServeConfig, Server
+from edge.testing import FakeClock
 from edge.watchdog.record import MissRecord
 from tests.integration.serve_rig import BUDGET_NS, MjpegReader, Publisher, Sample, get, get_json
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.clock import FakeClock
 from edge.errors import ImageError
 from edge.frame import Detections, Frame, Image
 from edge.sources.base import EndOfStream
+from edge.testing import FakeClock
 from edge.watchdog.record import MissRecord, RunRecord
 
 MS = 1_000_000

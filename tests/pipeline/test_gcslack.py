@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge.clock import FakeClock
 from edge.pipeline.gcslack import GcDiscipline
+from edge.testing import FakeClock
 
 pytestmark = pytest.mark.skipif(
     sys.version_info >= (3, 14), reason="3.14's incremental collector ignores threshold2"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge.watchdog.notify import RecordingNotifier
+from edge.testing import RecordingNotifier
 from edge.watchdog.settings import WatchdogConfig
 from tests.pipeline.fakes import MS, TIMEOUT_S
 from tests.pipeline.rig import Rig

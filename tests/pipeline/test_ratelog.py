@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge.clock import FakeClock
 from edge.errors import ImageError
 from edge.frame import Frame, Image
 from edge.pipeline.capture import Capture
@@ -17,6 +16,7 @@ from edge.pipeline.handoff import LatestSlot
 from edge.ratelog import OTHER_KIND, RateLimitedLog, error_kind
 from edge.sources.base import CorruptFrame
 from edge.stats import Counters
+from edge.testing import FakeClock
 from tests.pipeline.fakes import MS, FakeSource
 from tests.pipeline.rig import Rig
 

@@ -25,7 +25,7 @@ from edge.pipeline.runner import Pipeline, Reporters, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.pipeline.worker import GAP_MIN_NS, GAP_PERIODS, Timing, Worker
 from edge.stats import Counters, LatencyStats
-from edge.watchdog.notify import RecordingNotifier
+from edge.testing import RecordingNotifier
 from edge.watchdog.record import MissRecord
 from tests.pipeline.fakes import MS, TIMEOUT_S, FakeDetector, FakeSource, ListSink, TickClock
 from tests.pipeline.fakes import frame as make_frame

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.clock import FakeClock
 from edge.errors import ConfigError
 from edge.frame import Detections, Frame
 from edge.serve import ServeConfig, Server
 from edge.serve.config import Bind
 from edge.serve.guard import HostNames, client_key, exposure_warning
+from edge.testing import FakeClock
 from tests.integration.serve_rig import MjpegReader, get
 
 BUDGET_NS = 33_000_000

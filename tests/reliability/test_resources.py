@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from edge.clock import FakeClock
+from edge.testing import FakeClock
 from edge.watchdog.misslog import MissLog
 from edge.watchdog.record import MissRecord
 from tests.integration.service_rig import Notification, NotifyListener, short_socket_dir

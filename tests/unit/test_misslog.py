@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.clock import FakeClock
 from edge.errors import MissLogError
+from edge.testing import FakeClock
 from edge.watchdog.misslog import JOURNAL_PREFIX, MissLog, MissSummary, format_summary
 from edge.watchdog.record import MissRecord, RunRecord
 

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.clock import FakeClock
 from edge.frame import Detections
 from edge.outputs.events import (
     APPEARED,
@@ -25,6 +24,7 @@ from edge.outputs.events import (
     PresenceTracker,
 )
 from edge.outputs.outbox import REJECTED, Message, Outbox
+from edge.testing import FakeClock
 
 MS = 1_000_000
 

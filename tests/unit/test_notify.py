@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.watchdog.notify import Notifier, RecordingNotifier
+from edge.testing import RecordingNotifier
+from edge.watchdog.notify import Notifier
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from edge.clock import FakeClock
 from edge.serve.series import TICK_OFFSET_NS, Bucket, SeriesRecorder, SeriesRing, p50_p99_ms
 from edge.stats import Counters, LatencyStats
+from edge.testing import FakeClock
 
 S = 1_000_000_000
 MS = 1_000_000

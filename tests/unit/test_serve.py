@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.clock import FakeClock
 from edge.errors import ConfigError
 from edge.frame import Detections, Frame
 from edge.metrics import BUDGET_FRACTIONS, EdgeMetrics, latency_buckets
@@ -21,6 +20,7 @@ from edge.serve.hub import FrameHub
 from edge.serve.provider import RateMeter
 from edge.serve.render import Published, render
 from edge.serve.server import hud_lines
+from edge.testing import FakeClock
 from edge.watchdog.record import MissRecord, RunRecord
 
 MS = 1_000_000

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.clock import FakeClock
 from edge.errors import SourceError
 from edge.sources import EndOfStream, SourceOptions, open_source
 from edge.sources.base import jpeg_problem
 from edge.sources.files import ImageFolderSource
+from edge.testing import FakeClock
 
 UNPACED = SourceOptions(pace=False)
 

@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.clock import MONOTONIC, FakeClock
+from edge.clock import MONOTONIC
 from edge.sources import SourceOptions, open_source
 from edge.sources.base import new_seq
 from edge.sources.files import ImageFolderSource
 from edge.sources.pacing import Pacer, wait_until
+from edge.testing import FakeClock
 
 MS = 1_000_000
 

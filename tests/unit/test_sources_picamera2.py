@@ -1,4 +1,4 @@
-"""The picamera2 adapter, run against edge.sources.fake_picamera2 injected as ``picamera2``.
+"""The picamera2 adapter, run against edge.testing.picamera2 injected as ``picamera2``.
 
 The fake follows picamera2's real API (jobs, reference-counted requests, strided buffers,
 SensorTimestamp); these tests go through open_source("picamera2...") exactly as a Pi would.
@@ -17,8 +17,8 @@ import pytest
 from edge.clock import MONOTONIC
 from edge.errors import ConfigError, SourceError
 from edge.sources import CameraFrame, SourceOptions, SupervisedSource, open_source
-from edge.sources import fake_picamera2 as fake
 from edge.sources.picamera2 import BUFFER_COUNT
+from edge.testing import picamera2 as fake
 
 FAST = SourceOptions(fps=100.0, width=650, height=480, lores_width=300, lores_height=224)
 TIMEOUT_S = 5.0

@@ -10,10 +10,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from edge.clock import MONOTONIC, Clock, FakeClock
+from edge.clock import MONOTONIC, Clock
 from edge.errors import SourceError
 from edge.frame import Frame
 from edge.sources import CorruptFrame, EndOfStream, SourceOptions, SupervisedSource
+from edge.testing import FakeClock
 
 S = 1_000_000_000
 Step = Callable[[], Frame | None]

@@ -1,4 +1,4 @@
-"""The request side of :mod:`edge.sources.fake_picamera2`, as picamera2 splits it: ``Job``
+"""The request side of :mod:`edge.testing.picamera2`, as picamera2 splits it: ``Job``
 (picamera2/job.py), ``CompletedRequest`` (picamera2/request.py), and how the fake sensor fills
 its buffers (real footage, laid out as libcamera lays out RGB888 and YUV420 with row padding).
 """
@@ -15,7 +15,7 @@ import numpy as np
 from edge.frame import Image
 
 if TYPE_CHECKING:
-    from edge.sources.fake_picamera2 import Picamera2
+    from edge.testing.picamera2 import Picamera2
 
 
 class Job:

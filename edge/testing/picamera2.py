@@ -28,7 +28,7 @@ import cv2
 
 from edge.frame import Image
 from edge.samples import sample_path
-from edge.sources.fake_picamera2_request import (
+from edge.testing.picamera2_request import (
     CompletedRequest,
     Job,
     fill_rgb,
