@@ -11,12 +11,12 @@ from edge.pipeline.inflight import InFlight
 from edge.pipeline.settings import DegradeConfig
 from edge.pipeline.worker import Timing, Worker
 from edge.stats import Counters, LatencyStats
+from edge.testing.pipeline import MS, TIMEOUT_S, FakeDetector, ListSink, TickClock, frame
 from edge.watchdog.deadline import DeadlineWatchdog, Reporting
 from edge.watchdog.misslog import MissSummary
 from edge.watchdog.notify import Notifier
 from edge.watchdog.record import MissRecord
 from edge.watchdog.settings import WatchdogConfig
-from tests.pipeline.fakes import MS, TIMEOUT_S, FakeDetector, ListSink, TickClock, frame
 
 FAST = {"decode": 2 * MS, "preprocess": 2 * MS, "infer": 5 * MS, "postprocess": 1 * MS}
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from edge.frame import STAGES
+from edge.testing.pipeline import MS, TIMEOUT_S
 from edge.watchdog.deadline import cause_of
 from edge.watchdog.settings import WatchdogConfig
-from tests.pipeline.fakes import MS, TIMEOUT_S
 from tests.pipeline.rig import FAST, Rig
 
 MakeRig = Callable[..., Rig]

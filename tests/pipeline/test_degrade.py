@@ -10,7 +10,7 @@ import pytest
 from edge.errors import ConfigError
 from edge.pipeline.degrade import Degrader, p95
 from edge.pipeline.settings import DegradeConfig
-from tests.pipeline.fakes import MS
+from edge.testing.pipeline import MS
 from tests.pipeline.rig import FAST, Rig
 
 BUDGET = 33 * MS

@@ -10,7 +10,7 @@ from edge.pipeline.capture import Capture
 from edge.pipeline.handoff import END, LatestSlot
 from edge.sources.base import CorruptFrame
 from edge.stats import Counters
-from tests.pipeline.fakes import TIMEOUT_S, FakeSource, frame
+from edge.testing.pipeline import TIMEOUT_S, FakeSource, frame
 
 
 def test_latest_frame_wins_and_overwrites_are_counted() -> None:

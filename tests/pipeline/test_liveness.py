@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from edge.testing import RecordingNotifier
+from edge.testing.pipeline import MS, TIMEOUT_S
 from edge.watchdog.settings import WatchdogConfig
-from tests.pipeline.fakes import MS, TIMEOUT_S
 from tests.pipeline.rig import Rig
 
 SECOND = 1_000_000_000

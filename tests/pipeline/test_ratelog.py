@@ -17,7 +17,7 @@ from edge.ratelog import OTHER_KIND, RateLimitedLog, error_kind
 from edge.sources.base import CorruptFrame
 from edge.stats import Counters
 from edge.testing import FakeClock
-from tests.pipeline.fakes import MS, FakeSource
+from edge.testing.pipeline import MS, FakeSource
 from tests.pipeline.rig import Rig
 
 S = 1_000_000_000

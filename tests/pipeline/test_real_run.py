@@ -18,8 +18,8 @@ from edge.launch import run
 from edge.misses import analyse, load
 from edge.pipeline.runner import Pipeline, Reporters, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
+from edge.testing.pipeline import FakeSource, ListSink
 from edge.watchdog.settings import WatchdogConfig
-from tests.pipeline.fakes import FakeSource, ListSink
 
 
 @pytest.mark.usefixtures("models_ready")

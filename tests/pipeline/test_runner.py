@@ -17,8 +17,16 @@ from edge.pipeline.runner import Pipeline, Reporters, Settings, stop_on_signals
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.state import default_miss_log
 from edge.testing import RecordingNotifier
+from edge.testing.pipeline import (
+    MS,
+    TIMEOUT_S,
+    FakeDetector,
+    FakeSource,
+    ListSink,
+    TickClock,
+    frame,
+)
 from edge.watchdog.notify import Notifier
-from tests.pipeline.fakes import MS, TIMEOUT_S, FakeDetector, FakeSource, ListSink, TickClock, frame
 from tests.pipeline.rig import FAST
 
 NO_DEGRADE = DegradeConfig(policy="off")

@@ -26,8 +26,8 @@ from edge.preprocess import Preprocessor
 from edge.sources.base import SourceOptions
 from edge.sources.registry import open_source
 from edge.stats import Counters
+from edge.testing.pipeline import TIMEOUT_S, FakeSource, frame
 from edge.watchdog.settings import WatchdogConfig
-from tests.pipeline.fakes import TIMEOUT_S, FakeSource, frame
 
 pytestmark = pytest.mark.usefixtures("models_ready")
 

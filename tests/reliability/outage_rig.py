@@ -25,8 +25,8 @@ from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.samples import sample_path
 from edge.sources.base import Source
 from edge.sources.pacing import wait_until
+from edge.testing.pipeline import FakeDetector, ListSink, TickClock
 from edge.watchdog.record import MissRecord
-from tests.pipeline.fakes import FakeDetector, ListSink, TickClock
 
 TIMEOUT_S = 20.0
 log = logging.getLogger(__name__)

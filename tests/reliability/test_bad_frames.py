@@ -24,7 +24,7 @@ from edge.detector import load_detector
 from edge.frame import Detections, Frame
 from edge.pipeline.runner import Pipeline, Reporters, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
-from tests.pipeline.fakes import FakeSource, ListSink
+from edge.testing.pipeline import FakeSource, ListSink
 
 
 @pytest.mark.usefixtures("models_ready")

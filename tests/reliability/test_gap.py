@@ -26,9 +26,9 @@ from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.pipeline.worker import GAP_MIN_NS, GAP_PERIODS, Timing, Worker
 from edge.stats import Counters, LatencyStats
 from edge.testing import RecordingNotifier
+from edge.testing.pipeline import MS, TIMEOUT_S, FakeDetector, FakeSource, ListSink, TickClock
+from edge.testing.pipeline import frame as make_frame
 from edge.watchdog.record import MissRecord
-from tests.pipeline.fakes import MS, TIMEOUT_S, FakeDetector, FakeSource, ListSink, TickClock
-from tests.pipeline.fakes import frame as make_frame
 from tests.pipeline.rig import FAST
 
 SECOND = 1_000_000_000

@@ -20,7 +20,7 @@ import numpy as np
 from edge.errors import ImageError
 from edge.frame import Detections, Frame, Image
 from edge.sources.base import EndOfStream
-from edge.testing import FakeClock
+from edge.testing.clock import FakeClock
 from edge.watchdog.record import MissRecord, RunRecord
 
 MS = 1_000_000
