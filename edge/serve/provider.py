@@ -1,6 +1,6 @@
 """What ``/api/stats`` (and ``/metrics``, and the HUD) report: a snapshot of a running pipeline.
 
-The server never reaches into the pipeline itself; it asks a :data:`StatsFn` for one dict.
+The server never reaches into the pipeline itself; it asks a :data:`~edge.stats.StatsFn` for one dict.
 :class:`PipelineStats` is that callable for a real run, built from the pipeline's own
 counters and latency rings (so the page, ``/metrics`` and the exit summary count the same
 frames). Every figure is computed when asked, on the server's thread, never on the worker's.
@@ -12,6 +12,8 @@ The dict (documented in docs/HTTP.md)::
     mode, every                "normal" or "degraded"; inference on every k-th frame
     fps                        frames processed per second over the last few seconds
     frames                     {captured, processed, dropped, skipped_stale, missed, ...}
+    counter_names              the run's own counters, in order (edge.stats.COUNTER_NAMES):
+                               what the page lists, so it never restates them
     missed_by_cause            {cause: misses}
     miss_rate                  missed / (processed + skipped_stale)
     latency_ms                 {stage: {p50, p95, p99, max, count}}, "total" = capture to result
@@ -31,7 +33,7 @@ from typing import Any
 from edge.clock import MONOTONIC, Clock
 from edge.pipeline.output import RunView
 from edge.serve.series import SeriesRecorder
-from edge.stats import Counters, LatencyStats
+from edge.stats import COUNTER_NAMES, Counters, LatencyStats
 from edge.watchdog.thermal import ThermalMonitor
 
 #: fps is measured over about this much recent history
@@ -128,6 +130,7 @@ class PipelineStats:
             "every": every,
             "fps": round(self._fps.rate(counts.processed), 2),
             "frames": dict(counts.values),
+            "counter_names": list(COUNTER_NAMES),
             "missed_by_cause": dict(counts.missed_by_cause),
             "miss_rate": round(counts.miss_rate, 6),
             "latency_ms": latency,

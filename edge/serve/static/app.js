@@ -57,7 +57,7 @@ function showStats(s) {
   $("missrate").parentElement.classList.toggle("bad", (frames.missed || 0) > 0);
   $("budget").textContent = fmt(s.budget_ms, 1);
   $("temp").textContent = fmt(s.temperature_c, 1);
-  $("frames").textContent = ["captured", "processed", "dropped", "skipped_stale", "missed"]
+  $("frames").textContent = (s.counter_names || [])
     .map((k) => `${k.replace("_", " ")} ${frames[k] || 0}`).join(" · ");
   $("frames").dataset.processed = frames.processed || 0;
   const causes = Object.entries(s.missed_by_cause || {}).sort((a, b) => b[1] - a[1]);
