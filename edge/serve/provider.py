@@ -1,7 +1,7 @@
 """What ``/api/stats`` (and ``/metrics``, and the HUD) report: a snapshot of a running pipeline.
 
-The server never reaches into the pipeline itself; it asks a :data:`~edge.stats.StatsFn` for one dict.
-:class:`PipelineStats` is that callable for a real run, built from the pipeline's own
+The server never reaches into the pipeline itself; it asks a :data:`~edge.stats.StatsFn` for
+one dict. :class:`PipelineStats` is that callable for a real run, built from the pipeline's own
 counters and latency rings (so the page, ``/metrics`` and the exit summary count the same
 frames). Every figure is computed when asked, on the server's thread, never on the worker's.
 
