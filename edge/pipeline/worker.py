@@ -44,7 +44,7 @@ from edge.frame import Detections, Frame, Image
 from edge.pipeline.degrade import Degrader, ModeChange
 from edge.pipeline.gcslack import GcDiscipline
 from edge.pipeline.handoff import END, Handoff
-from edge.pipeline.inflight import Done, InFlight
+from edge.pipeline.inflight import ERROR, GAP, GAP_END, OK, SHED, SKIPPED, Done, InFlight, Outcome
 from edge.ratelog import RateLimitedLog
 from edge.stats import Counters, LatencyStats
 
@@ -168,7 +168,7 @@ class Worker:
             assert self._last is not None
             dets = self._last
         end = self._deliver(frame, image, dets, not infer, t)
-        self._finish(frame, deadline, end, "ok" if infer else "shed", inferred=infer)
+        self._finish(frame, deadline, end, OK if infer else SHED, inferred=infer)
 
     def _idle(self) -> None:
         """No frame within ``get_timeout_s``: open a gap once the worker has waited ``gap_ns``
@@ -180,7 +180,7 @@ class Worker:
         if now - self._idle_since_ns > self.gap_ns:
             self._gap = Frame(self._prev_seq + 1, self._prev_t_ns, source=self._prev_source)
             deadline = self._prev_t_ns + self.timing.budget_ns
-            self.inflight.finish(Done(self._gap, deadline, now, "gap", self.degrader.every))
+            self.inflight.finish(Done(self._gap, deadline, now, GAP, self.degrader.every))
             self.counters.inc("gaps")
 
     def _end_gap(self, back: Frame) -> None:
@@ -188,7 +188,7 @@ class Worker:
         assert gap is not None
         end = max(back.t_capture_ns, gap.t_capture_ns)
         deadline = gap.t_capture_ns + self.timing.budget_ns
-        self.inflight.finish(Done(gap, deadline, end, "gap-end", self.degrader.every))
+        self.inflight.finish(Done(gap, deadline, end, GAP_END, self.degrader.every))
 
     def _lap(self, frame: Frame, stage: str, t0: int, next_stage: str | None) -> int:
         """End ``stage`` now (started at ``t0``), start ``next_stage``; the stamp."""
@@ -229,14 +229,14 @@ class Worker:
                 log.exception("a result hook failed (logged once; counted as hook_errors)")
 
     def _finish(
-        self, frame: Frame, deadline: int, end: int, outcome: str, *, inferred: bool
+        self, frame: Frame, deadline: int, end: int, outcome: Outcome, *, inferred: bool
     ) -> None:
         latency = end - frame.t_capture_ns
         every = self.degrader.every
         change = self.degrader.observe(missed=end > deadline, inferred=inferred, latency_ns=latency)
         self.inflight.finish(Done(frame, deadline, end, outcome, every, _down_to(change)))
         self.counters.inc("processed")
-        if outcome == "shed":
+        if outcome == SHED:
             self.counters.inc("shed")
         self._count_change(change)
         self.stats.add_all(frame.stages_ns)
@@ -248,13 +248,13 @@ class Worker:
         change = self.degrader.observe(
             missed=True, inferred=False, latency_ns=t - frame.t_capture_ns
         )
-        self.inflight.finish(Done(frame, deadline, t, "skipped", every, _down_to(change)))
+        self.inflight.finish(Done(frame, deadline, t, SKIPPED, every, _down_to(change)))
         self.counters.inc("skipped_stale")
         self._count_change(change)
 
     def _corrupt(self, frame: Frame, deadline: int, t: int, err: ImageError) -> None:
         end = self._lap(frame, "decode", t, None)
-        self.inflight.finish(Done(frame, deadline, end, "error", self.degrader.every))
+        self.inflight.finish(Done(frame, deadline, end, ERROR, self.degrader.every))
         self.counters.inc("decode_errors")
         more = self._decode_log.due(err)
         if more is not None:

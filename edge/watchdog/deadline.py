@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from edge.clock import Clock
 from edge.frame import STAGES, Frame
-from edge.pipeline.inflight import GAP_OUTCOMES, Current, Done, InFlight
+from edge.pipeline.inflight import ERROR, GAP, GAP_OUTCOMES, SKIPPED, Current, Done, InFlight
 from edge.stats import Counters, LatencyStats
 from edge.watchdog.misslog import JsonRecord, MissSummary
 from edge.watchdog.notify import Notifier
@@ -84,11 +84,11 @@ def cause_of(stages_ns: Mapping[str, int], t_capture_ns: int, deadline_ns: int) 
 
 
 def action_of(done: Done) -> str:
-    if done.outcome == "skipped":
+    if done.outcome == SKIPPED:
         return "skipped"
     if done.degraded_to is not None:
         return f"degraded:every-{done.degraded_to}"
-    if done.outcome == "error":
+    if done.outcome == ERROR:
         return "decode-error"
     return "completed-late"
 
@@ -223,16 +223,14 @@ class DeadlineWatchdog:
         frame = d.frame
         stages = dict(frame.stages_ns)
         cause = (
-            "queue"
-            if d.outcome == "skipped"
-            else cause_of(stages, frame.t_capture_ns, d.deadline_ns)
+            "queue" if d.outcome == SKIPPED else cause_of(stages, frame.t_capture_ns, d.deadline_ns)
         )
         self._record(frame, cause, action_of(d), d.end_ns, stages)
 
     def _on_gap(self, d: Done) -> None:
         """The worker's gap reports: ``d.frame`` stands for the frame that did not come (its
         seq; its capture time is that of the last frame before the gap)."""
-        frame, opened = d.frame, d.outcome == "gap"
+        frame, opened = d.frame, d.outcome == GAP
         if opened:
             self.gaps += 1
             self._consecutive += 1
