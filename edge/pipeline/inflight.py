@@ -131,8 +131,10 @@ class InFlight:
         with self.cond:
             return self.cond.wait_for(lambda: self._gen != gen, timeout_s)
 
-    def poke(self) -> None:
-        """Wake the watchdog (stop requested, or a test's fake clock moved)."""
+    def poke(self) -> int:
+        """Wake the watchdog (stop requested, or a test's fake clock moved); the generation it
+        made: a :meth:`take` that returns this or later saw everything finished before."""
         with self.cond:
             self._gen += 1
             self.cond.notify_all()
+            return self._gen

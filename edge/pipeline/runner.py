@@ -231,6 +231,8 @@ class Pipeline:
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
         self.stop.set()
+        # a run that ends right after its first frame (a short file) still says READY first
+        self.watchdog.sync(STOP_TIMEOUT_S / 4)
         self.reporters.notifier.stopping()
         until = time.monotonic() + STOP_TIMEOUT_S  # a real-time bound on blocking, not a duration
         for t in reversed(threads):  # capture first: it closes the handoff for the worker

@@ -127,6 +127,7 @@ class DeadlineWatchdog:
         self.withheld = 0  # WATCHDOG=1 not sent: no frame finished since the last one
         self.ready = False
         self.seen_ns = 0  # the clock at the start of the last pass
+        self._seen_gen = -1  # the in-flight generation the last pass took
         self._stuck_ns = round(cfg.stuck_ms * 1e6)
         self._stuck_seq: int | None = None
         self._consecutive = 0
@@ -175,7 +176,7 @@ class DeadlineWatchdog:
                     self._final(now)
                     return
                 with self._passes:
-                    self.seen_ns = now
+                    self.seen_ns, self._seen_gen = now, gen
                     self._passes.notify_all()
                 self.inflight.wait(gen, self._timeout_s(cur, now))
         except Exception:
@@ -183,6 +184,16 @@ class DeadlineWatchdog:
         finally:
             with self._passes:
                 self._passes.notify_all()
+
+    def sync(self, timeout_s: float) -> bool:
+        """Return once a pass has taken in everything the worker finished before this call
+        (``READY=1`` for a first frame done just before a stop goes out before ``STOPPING=1``);
+        False when no pass did within ``timeout_s`` or the watchdog is not running."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return False
+        gen = self.inflight.poke()
+        return self.wait_for(lambda w: w._seen_gen >= gen or not thread.is_alive(), timeout_s)
 
     def wait_for(self, predicate: Callable[[DeadlineWatchdog], bool], timeout_s: float) -> bool:
         """Block until ``predicate(self)`` holds after one of the watchdog's passes."""
