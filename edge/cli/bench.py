@@ -59,10 +59,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from edge.launch import run as run_pipeline
 
-    extra: dict[str, Any] = {}
-    if args.no_pace and args.policy is None:
-        extra["pipeline.policy"] = "process-all"
-    cfg = load_config(args, extra)
+    cfg = load_config(args)  # --no-pace implies process-all there, as for `edge run`
     check_before_sources(cfg)
     announce_state(cfg, os.environ)
     summary = run_pipeline(

@@ -12,7 +12,7 @@ flag                key                     meaning
 --delegate-option   model.delegate_options  KEY=VALUE for the first non-CPU delegate
 --threads N         model.threads           interpreter threads
 --fps F             source.fps              camera rate to ask for / pace of a file
---no-pace           source.pace = false     read files as fast as possible
+--no-pace           source.pace = false     read files as fast as possible (and process-all)
 --loop              source.loop = true      start files and folders again at the end
 --budget-ms B       pipeline.budget_ms      frame deadline after capture (1000 / fps)
 --frames N          pipeline.frames         stop after N captured frames
@@ -80,7 +80,12 @@ def add_run_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     )
     p.add_argument("--threads", type=int, metavar="N", help="interpreter threads")
     p.add_argument("--fps", type=float, metavar="F", help="camera rate / file pace")
-    p.add_argument("--no-pace", action="store_true", help="read files as fast as possible")
+    p.add_argument(
+        "--no-pace",
+        action="store_true",
+        help="read files as fast as possible; every frame is processed (--policy process-all) "
+        "unless --policy says otherwise",
+    )
     p.add_argument("--loop", action="store_true", help="start files and folders again at the end")
     p.add_argument("--budget-ms", type=float, metavar="B", help="frame deadline (1000/fps)")
     p.add_argument("--frames", type=int, metavar="N", help="stop after N captured frames")
@@ -138,7 +143,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "source.loop": True if getattr(args, "loop", False) else None,
         "pipeline.budget_ms": args.budget_ms,
         "pipeline.frames": args.frames,
-        "pipeline.policy": args.policy,
+        # a file read as fast as it can be has nothing live to keep up with: every frame
+        "pipeline.policy": args.policy or ("process-all" if args.no_pace else None),
         "watchdog.miss_log": args.miss_log,
         "serve.http": getattr(args, "http", None),
         "serve.token": getattr(args, "http_token", None),
