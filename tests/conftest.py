@@ -95,7 +95,9 @@ PI_CORE = (
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    files = {item.nodeid.split("::", 1)[0] for item in items}
+    # with node ids on the command line a file is collected only in part: nothing to check
+    whole_files = not any("::" in str(a) for a in config.args)
+    files = {item.nodeid.split("::", 1)[0] for item in items} if whole_files else set()
     for prefix in PI_CORE:
         path = prefix.split("::", 1)[0]
         if not (ROOT / path).is_file():
