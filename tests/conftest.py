@@ -89,3 +89,41 @@ def megamind_pngs(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         cv2.imwrite(str(p), f)
         paths.append(p)
     return paths
+
+
+#: the core subset (marker ``pi_core``) that also runs on the virtual Raspberry Pi, aarch64 and
+#: Python 3.13 (scripts/virtual-pi acceptance, step 5; docs/VIRTUAL_PI.md): the decoders and
+#: NMS, preprocessing, parity with MediaPipe's stored outputs, a real run on footage (in
+#: process and through `edge run`), and the bad-input cases. Node id prefixes; a prefix that
+#: matches no test in a collected file, or names a file that is gone, is an error, so the
+#: subset cannot shrink quietly when tests move.
+PI_CORE = (
+    "tests/unit/test_decoder_mediapipe.py",
+    "tests/unit/test_decoder_ssd.py",
+    "tests/unit/test_decoder_yolo.py",
+    "tests/unit/test_nms.py",
+    "tests/unit/test_preprocess.py",
+    "tests/integration/test_parity_stored.py::test_boxes_match_stored_mediapipe_outputs",
+    "tests/pipeline/test_real_run.py",
+    "tests/pipeline/test_cli.py::test_run_prints_a_summary_and_the_log_agrees",
+    "tests/integration/test_detect_cli.py::test_every_bad_input_gets_one_clear_line_and_exit_2",
+    "tests/integration/test_detect_cli.py::test_a_bad_image_among_good_ones",
+    "tests/reliability/test_bad_frames.py",
+    "tests/reliability/test_bad_config.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # with node ids on the command line a file is collected only in part: nothing to check
+    whole_files = not any("::" in str(a) for a in config.args)
+    files = {item.nodeid.split("::", 1)[0] for item in items} if whole_files else set()
+    for prefix in PI_CORE:
+        path = prefix.split("::", 1)[0]
+        if not (ROOT / path).is_file():
+            raise pytest.UsageError(f"PI_CORE in tests/conftest.py names {path}, which is gone")
+        if path in files and not any(i.nodeid.startswith(prefix) for i in items):
+            raise pytest.UsageError(f"PI_CORE in tests/conftest.py: no test matches {prefix}")
+    for item in items:
+        if item.nodeid.startswith(PI_CORE):
+            item.add_marker(pytest.mark.pi_core)

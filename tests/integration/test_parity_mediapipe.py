@@ -12,7 +12,6 @@ way before comparing.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -57,10 +56,13 @@ def megamind_every_10th(samples_dir: Path, tmp_path_factory: pytest.TempPathFact
 
 def reference(model: str, images: list[Path]) -> list[dict]:
     if not REF_PY.exists():
-        msg = "no .venv-ref (MediaPipe reference): run scripts/test, which builds it"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        # skipped only where scripts/setup found no Python MediaPipe 0.10.14 supports (it says
+        # which in .venv-ref.unavailable, e.g. a 3.13-only Debian 13); anywhere else a missing
+        # reference is a failure. test_parity_stored.py checks our boxes on every platform.
+        unavailable = ROOT / ".venv-ref.unavailable"
+        if unavailable.is_file():
+            pytest.skip(unavailable.read_text().strip())
+        pytest.fail("no .venv-ref (the MediaPipe reference): run scripts/test, which builds it")
     req = {"model": model, "images": [str(p) for p in images], "threshold": 0.5}
     r = subprocess.run([str(REF_PY), str(ROOT / "scripts/mediapipe_ref.py")],
                        input=json.dumps(req), capture_output=True, text=True, timeout=300)

@@ -20,18 +20,22 @@ from edge.sources.base import SourceOptions
 from edge.sources.registry import open_source
 from edge.watchdog.misslog import MissLog
 from tests.integration.serve_rig import TIMEOUT_S, MjpegReader, get, get_json
+from tests.tools import slow_infer_in_process
 
 FRAMES = 48  # two seconds of the clip at its own 24 fps
 
 
 @pytest.mark.usefixtures("models_ready")
-def test_a_real_run_served_end_to_end(samples_dir: Path, tmp_path: Path) -> None:
+def test_a_real_run_served_end_to_end(
+    samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_infer_in_process(monkeypatch)  # inference 5 ms slower: past the 2 ms budget anywhere
     detector = load_detector(ModelConfig(name="face"))
     source = open_source(
         str(samples_dir / "Megamind.avi"),
         SourceOptions(),
     )
-    # a 2 ms budget: the model alone takes longer, so frames miss, the policy degrades and
+    # a 2 ms budget: inference (delayed) takes longer, so frames miss, the policy degrades and
     # reuses boxes (stale frames reach the viewer too), and every miss is in the records
     settings = Settings(PipelineConfig(budget_ms=2.0, frames=FRAMES))
     server = Server(ServeConfig(http="127.0.0.1:0", misses_kept=1000))

@@ -119,8 +119,10 @@ def test_server_stopped_and_restarted_is_reconnected(
 ) -> None:
     server = MjpegServer(jpegs, fps=30.0)
     port = server.port
+    # the stop is seen at once (the connection closes); 4 s keeps a loaded machine's hiccup
+    # from counting as a stall (one reconnect, exactly)
     opts = SourceOptions(
-        stall_timeout_s=1.0, open_timeout_s=2.0, reconnect_min_s=0.1, reconnect_max_s=0.4
+        stall_timeout_s=4.0, open_timeout_s=4.0, reconnect_min_s=0.1, reconnect_max_s=0.4
     )
     src = open_source(_url(server), opts)
     seqs: list[int] = []

@@ -20,10 +20,14 @@ from edge.pipeline.runner import Pipeline, Reporters, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.testing.pipeline import FakeSource, ListSink
 from edge.watchdog.settings import WatchdogConfig
+from tests.tools import slow_infer_in_process
 
 
 @pytest.mark.usefixtures("models_ready")
-def test_real_video_with_a_real_model(samples_dir: Path, tmp_path: Path) -> None:
+def test_real_video_with_a_real_model(
+    samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_infer_in_process(monkeypatch)  # inference 5 ms slower than the model: always late
     log_path = tmp_path / "misses.jsonl"
     cfg = Config(
         model=ModelConfig(name="person"),

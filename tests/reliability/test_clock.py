@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.service_rig import Notification, NotifyListener, short_socket_dir
+from tests.tools import libfaketime, sample, slow_infer
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "edge"
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 TIMEOUT_S = 60.0
 
 #: wall-clock readers: (module, function); durations must never come from these
@@ -124,8 +124,7 @@ def _held(n: int) -> Callable[[list[Notification]], bool]:
 
 @pytest.mark.usefixtures("models_ready")
 def test_a_wall_clock_step_changes_no_latency(tmp_path: Path) -> None:
-    if not LIBFAKETIME.exists():
-        pytest.fail(f"{LIBFAKETIME} missing: apt install faketime")
+    lib = libfaketime()  # Debian's, for this machine's architecture
     offset = tmp_path / "faketime"
     offset.write_text("+0\n")
     cfg = tmp_path / "c.toml"
@@ -136,14 +135,16 @@ def test_a_wall_clock_step_changes_no_latency(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "NOTIFY_SOCKET": str(sockdir / "n.sock"),
-        "LD_PRELOAD": str(LIBFAKETIME),
+        "LD_PRELOAD": str(lib),
         "FAKETIME_TIMESTAMP_FILE": str(offset),
         "FAKETIME_NO_CACHE": "1",  # read the offset file at every call: the step is at once
         "DONT_FAKE_MONOTONIC": "1",  # an NTP step moves CLOCK_REALTIME only
     }
-    # a 1 ms budget: every frame misses, so every frame leaves a record with ts and latency
+    # a 1 ms budget and inference made 5 ms slower: every frame misses, so every frame leaves
+    # a record with ts and latency
+    slow_infer(env)
     argv = [sys.executable, "-m", "edge.cli.main", "run", "--config", str(cfg), "--json"]
-    argv += ["--source", ".cache/samples/vtest.avi", "--model", "face", "--fps", "30"]
+    argv += ["--source", str(sample("vtest.avi")), "--model", "face", "--fps", "30"]
     argv += ["--budget-ms", "1", "--policy", "process-all", "--miss-log", str(log)]
     pipe = subprocess.PIPE
     proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=pipe, stderr=pipe, text=True)
@@ -167,5 +168,7 @@ def test_a_wall_clock_step_changes_no_latency(tmp_path: Path) -> None:
     assert now_year + 1 in years and years[-1] in (now_year, now_year - 1)  # ts follow the steps
     latencies = [m["latency_ms"] for m in misses]
     assert len(misses) == summary["frames"]["missed"] >= 45
-    assert all(1.0 < ms < 1000.0 for ms in latencies), max(latencies)  # no year-long frame
-    assert summary["elapsed_s"] < TIMEOUT_S and summary["latency_ms"]["max"] < 1000.0
+    # no frame lasted the step (two days, a year): an hour bounds any load, a step breaks it
+    hour_ms = 3600e3
+    assert all(1.0 < ms < hour_ms for ms in latencies), max(latencies)
+    assert summary["elapsed_s"] < hour_ms / 1e3 and summary["latency_ms"]["max"] < hour_ms

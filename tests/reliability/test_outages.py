@@ -36,6 +36,12 @@ def messages(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == logger]
 
 
+def assert_one_gap(by_cause: dict[str, int], why: object = None) -> None:
+    """The outage is one ``gap`` miss; on a loaded machine the live pipeline may also skip a
+    frame as stale (``queue``), which is load, not the outage: nothing else may appear."""
+    assert by_cause.get("gap") == 1 and set(by_cause) <= {"gap", "queue"}, (by_cause, why)
+
+
 def test_a_camera_whose_reads_fail_then_come_back(caplog: pytest.LogCaptureFixture) -> None:
     cable, seq = Cable(), new_seq()
     image = vtest_images(1)[0]
@@ -58,7 +64,7 @@ def test_a_camera_whose_reads_fail_then_come_back(caplog: pytest.LogCaptureFixtu
     _, closed = run.gaps()
     assert closed.action == "source-back" and closed.frame == opened.frame
     assert 1000.0 < closed.latency_ms < out_ms  # the silence, capture to capture
-    assert run.pipe.counters.missed_by_cause == {"gap": 1}
+    assert_one_gap(run.pipe.counters.missed_by_cause)
     stats = src.stats()
     assert (stats.read_errors, stats.reconnects) == (1, 1) and stats.reconnect_attempts >= 3
     seqs = run.results
@@ -91,7 +97,7 @@ def test_folder_files_removed_and_restored(
         finally:
             run.stop()
     assert [g.action for g in run.gaps()] == ["source-silent", "source-back"]
-    assert run.pipe.counters.missed_by_cause == {"gap": 1}
+    assert_one_gap(run.pipe.counters.missed_by_cause)
     # unreadable files are corrupt frames, each in its own slot of the 30 fps schedule: about
     # 30 a second of outage, not a spin (and frames resume at once when the files are back)
     assert 20 <= src.corrupt_frames <= 31 * outage_s + 2
@@ -147,7 +153,7 @@ def test_an_http_camera_that_stalls_without_closing(caplog: pytest.LogCaptureFix
     assert opened.action == "source-silent"
     assert run.pipe.direct  # the worker read the camera itself: its reader keeps the newest
     assert [g.action for g in run.gaps()] == ["source-silent", "source-back"], why
-    assert run.pipe.counters.missed_by_cause == {"gap": 1}, why
+    assert_one_gap(run.pipe.counters.missed_by_cause, why)
     stats = src.stats()
     assert stats.read_errors == 1 and stats.reconnects == 1, (stats, why)
     assert any("stalled" in m for m in sup) and sum(" back after " in m for m in sup) == 1, why

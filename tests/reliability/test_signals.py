@@ -26,6 +26,7 @@ from edge.sources import SourceOptions, open_source
 from tests.integration.service_rig import NotifyListener, short_socket_dir
 from tests.integration.test_sources_rtsp import _free_port
 from tests.reliability.outage_rig import LiveRun, StallingMjpegServer, jpeg_parts
+from tests.tools import sample
 
 EDGE = [sys.executable, "-m", "edge.cli.main"]
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +54,7 @@ def test_sigint_and_sighup_stop_a_run_cleanly(tmp_path: Path, sig: signal.Signal
     listener = NotifyListener(sockdir / "n.sock")
     log = tmp_path / "misses.jsonl"
     env = {**os.environ, "NOTIFY_SOCKET": str(sockdir / "n.sock")}
-    argv = [*EDGE, "run", "--source", ".cache/samples/vtest.avi", "--model", "face"]
+    argv = [*EDGE, "run", "--source", str(sample("vtest.avi")), "--model", "face"]
     argv += ["--fps", "30", "--json", "--miss-log", str(log)]
     proc = subprocess.Popen(
         argv,

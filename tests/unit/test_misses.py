@@ -4,7 +4,6 @@ import argparse
 import gzip
 import io
 import json
-import shutil
 import subprocess
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -19,6 +18,7 @@ from edge.errors import ConfigError
 from edge.misses import expand_logs, load, parse_line, parse_since
 from edge.watchdog.misslog import JOURNAL_PREFIX, MissLog
 from edge.watchdog.record import MissRecord, RunRecord
+from tests.tools import require_tool
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 CAUSES = ("infer", "infer", "decode", "queue", "infer", "publish", "gap")
@@ -281,9 +281,8 @@ def journal_export(messages: list[tuple[datetime, str]]) -> bytes:
 def test_real_journalctl_json_on_stdin(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    remote = shutil.which("systemd-journal-remote") or "/lib/systemd/systemd-journal-remote"
-    if not Path(remote).exists() or not shutil.which("journalctl"):
-        pytest.skip("needs journalctl and systemd-journal-remote (apt: systemd-journal-remote)")
+    remote = require_tool("systemd-journal-remote", "systemd-journal-remote")
+    require_tool("journalctl", "systemd")
     recs = make_misses(6)
     run = run_record("exit", T0 + timedelta(minutes=1), 600, 6)
     msgs = [(T0, "edge-vision starting")]
