@@ -95,7 +95,10 @@ def test_a_jpeg_run_warms_the_reduced_decode_before_frame_0(
     cap.release()
     events = _spy(monkeypatch)
     summary = run(_config("face", tmp_path / "m.jsonl", 4), str(folder), environ={})
-    assert summary.processed == 4
+    # paced at 200 fps, a loaded machine may pass over a file (as a camera drops a frame): every
+    # frame read is processed, and every file is either read or counted as dropped
+    assert summary.processed == summary.captured >= 1
+    assert summary.processed + summary.dropped == 4
     _check_warm(events, (180, 132))  # 720x528 JPEG bytes, DCT-reduced by 4 for a 128 model
 
 
