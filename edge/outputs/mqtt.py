@@ -34,7 +34,7 @@ from edge.outputs.events import Digest, Health
 from edge.outputs.mqtt_config import MqttConfig, Topics, default_device, resolve_password
 from edge.outputs.mqtt_link import INSTALL_HINT, MqttLink, MqttMissing, load_paho
 from edge.outputs.outbox import Message, Outbox
-from edge.pipeline.output import RunView
+from edge.pipeline.output import OutputBase, RunView
 from edge.stats import StatsFn
 from edge.watchdog.record import MissRecord
 
@@ -93,7 +93,7 @@ def _digest(cfg: MqttConfig, now_ns: int) -> Digest:
     )
 
 
-class MqttOutput:
+class MqttOutput(OutputBase):
     """An :class:`~edge.pipeline.output.Output`. Build (config errors and a missing paho
     surface here, before anything runs), add to a pipeline (``pipeline.add_output(out)``) or
     feed the ``on_*`` hooks, :meth:`start`, and :meth:`stop` at the end; or use it as a

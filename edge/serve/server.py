@@ -31,7 +31,7 @@ from edge.clock import MONOTONIC, Clock
 from edge.errors import ConfigError
 from edge.frame import Detections, Frame, Image
 from edge.metrics import EdgeMetrics
-from edge.pipeline.output import RunView
+from edge.pipeline.output import OutputBase, RunView
 from edge.serve.app import App
 from edge.serve.config import Bind, ServeConfig
 from edge.serve.guard import Guard, exposure_warning
@@ -71,7 +71,7 @@ def load_static() -> dict[str, tuple[bytes, str]]:
     return out
 
 
-class Server:
+class Server(OutputBase):
     """See the module docstring. Not restartable: one ``start`` and one ``stop``.
 
     ``delegate`` names the run's delegate on ``/api/stats`` (the config's ``model.delegate``)."""
