@@ -1,8 +1,8 @@
 """Assembling one run from a config: the only module that knows every part.
 
 :func:`run` builds the source (from the spec, or the camera :func:`~edge.sources.auto.find_camera`
-finds), the detector, the :class:`~edge.pipeline.runner.Pipeline`, and the outputs the config
-asks for (the miss log, the systemd notifier, the thermal reader, the HTTP viewer, MQTT),
+finds), the detector, the :class:`~edge.pipeline.runner.Pipeline` with the thermal reader, and
+the outputs the config asks for (the miss log, systemd's notifier, the HTTP viewer, MQTT),
 runs it until stopped or done and returns the summary. The pipeline itself imports neither
 the viewer nor the outputs: they are attached to it here, from the outside, so adding an
 output means editing this module, not the pipeline package.
@@ -21,8 +21,10 @@ import numpy as np
 from edge.clock import MONOTONIC
 from edge.config import ModelConfig
 from edge.outputs.mqtt_config import MqttConfig
+from edge.outputs.records import MissLogOutput
+from edge.outputs.systemd import SystemdOutput
 from edge.pipeline.output import Output
-from edge.pipeline.runner import Pipeline, Reporters, Settings, stop_on_signals
+from edge.pipeline.runner import Pipeline, Settings, stop_on_signals
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.pipeline.summary import RunSummary
 from edge.serve.config import ServeConfig
@@ -158,8 +160,8 @@ def run(
     settings = Settings(cfg.pipeline, cfg.degrade, cfg.watchdog)
     try:
         with MissLog(path, cfg.watchdog.max_bytes, cfg.watchdog.backups) as sink:
-            out = Reporters(sink, notifier, ThermalMonitor().read, path)
-            pipeline = Pipeline(source, detector, settings, out)
+            records = [MissLogOutput(sink, path), SystemdOutput(notifier)]
+            pipeline = Pipeline(source, detector, settings, records, thermal=ThermalMonitor().read)
             for o in outputs:
                 pipeline.add_output(o)
             with contextlib.ExitStack() as running:

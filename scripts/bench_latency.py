@@ -33,7 +33,8 @@ import numpy as np
 from edge.config import ModelConfig
 from edge.detector import load_detector
 from edge.launch import apply_opencv_threads, warm_up
-from edge.pipeline.runner import Pipeline, Reporters, Settings
+from edge.outputs.records import MissLogOutput
+from edge.pipeline.runner import Pipeline, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.samples import sample_path
 from edge.sources.base import SourceOptions
@@ -70,7 +71,7 @@ def one_run(det, spec: str, fps: float, frames: int, variant: str, log: Path) ->
     settings = Settings(PipelineConfig(frames=frames), DegradeConfig(policy="off"))
     try:
         with MissLog(str(log), 5 * 1024 * 1024, 0) as sink:
-            pipe = Pipeline(source, det, settings, Reporters(sink), direct=direct,
+            pipe = Pipeline(source, det, settings, [MissLogOutput(sink)], direct=direct,
                             timer_slack_ns=slack)  # fmt: skip
             pipe.run()
     finally:

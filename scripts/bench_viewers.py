@@ -147,7 +147,8 @@ def server_cpu_s() -> float:
 
 
 def phase(args: argparse.Namespace, server: Any, detector: Any, name: str) -> dict[str, Any]:
-    from edge.pipeline.runner import Pipeline, Reporters, Settings
+    from edge.outputs.records import MissLogOutput
+    from edge.pipeline.runner import Pipeline, Settings
     from edge.pipeline.settings import PipelineConfig
     from edge.sources.base import SourceOptions
     from edge.sources.registry import open_source
@@ -163,7 +164,7 @@ def phase(args: argparse.Namespace, server: Any, detector: Any, name: str) -> di
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
     source = open_source(args.source, SourceOptions(fps=args.fps, loop=True))
     settings = Settings(PipelineConfig(frames=round(args.seconds * args.fps)))
-    pipeline = Pipeline(source, detector, settings, Reporters(NullSink()))
+    pipeline = Pipeline(source, detector, settings, [MissLogOutput(NullSink())])
     pipeline.add_output(server)
     cpu0 = server_cpu_s()
     summary = pipeline.run()

@@ -1,8 +1,9 @@
 """The real-time pipeline: capture thread, latest-frame handoff, worker, degradation, GC
 discipline, and the runner that wires them to the deadline watchdog.
 
-    from edge.pipeline.runner import Pipeline, Settings, Reporters
-    summary = Pipeline(source, detector, Settings(), Reporters(miss_log)).run()
+    from edge.outputs.records import MissLogOutput
+    from edge.pipeline.runner import Pipeline, Settings
+    summary = Pipeline(source, detector, Settings(), [MissLogOutput(miss_log)]).run()
 
 ``edge.launch.run(cfg, spec, environ=os.environ)`` does the same from a config, with the
 real model, source, miss log, systemd notifier, outputs and signal handling: assembly lives

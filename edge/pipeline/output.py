@@ -27,12 +27,9 @@ from typing import Any, Protocol
 from edge.clock import Clock
 from edge.frame import Detections, Frame, Image
 from edge.stats import Counters, LatencyStats
-from edge.watchdog.misslog import JsonRecord
 from edge.watchdog.record import MissRecord, RunRecord
 
 log = logging.getLogger(__name__)
-
-MissListener = Callable[[MissRecord], None]
 
 
 class RunView(Protocol):
@@ -260,43 +257,4 @@ class Broadcast:
         return next((o.record_log for o in self.outputs if o.record_log is not None), None)
 
 
-class _Sink(Protocol):
-    def write(self, record: JsonRecord | str) -> bool: ...
-
-    @property
-    def lost(self) -> int: ...
-
-    def flush(self, timeout_s: float = 1.0) -> bool: ...
-
-
-class MissTap:
-    """The watchdog's record sink in front of the miss log: copies each miss record to the
-    outputs' ``on_miss`` on the way. Same interface as :class:`~edge.watchdog.misslog.MissLog`
-    as the watchdog uses it: ``write`` never blocks or raises (a listener that raises is
-    logged once and ignored), ``lost``, ``flush``."""
-
-    def __init__(self, sink: _Sink, *listeners: MissListener) -> None:
-        self.sink = sink
-        self.listeners = list(listeners)
-        self.listener_errors = 0
-
-    def write(self, record: JsonRecord | str) -> bool:
-        if isinstance(record, MissRecord):
-            for listener in self.listeners:
-                try:
-                    listener(record)
-                except Exception:  # an output must never cost the miss log a record
-                    self.listener_errors += 1
-                    if self.listener_errors == 1:
-                        log.exception("a miss listener failed (logged once, then counted)")
-        return self.sink.write(record)
-
-    @property
-    def lost(self) -> int:
-        return self.sink.lost
-
-    def flush(self, timeout_s: float = 1.0) -> bool:
-        return self.sink.flush(timeout_s)
-
-
-__all__ = ["Broadcast", "MissListener", "MissTap", "Output", "OutputBase", "RunView", "overrides"]
+__all__ = ["Broadcast", "Output", "OutputBase", "RunView", "overrides"]

@@ -1,5 +1,5 @@
 """Wiring one run: source -> capture thread -> latest-frame handoff -> worker, watched by the
-deadline watchdog, logged to the miss log, announced to systemd.
+deadline watchdog, reported to its outputs (the miss log, systemd, the viewer, MQTT).
 
 Threads: ``capture`` (reads the source), ``worker`` (the stages), ``deadline-watchdog``, and
 the miss log's writer. The calling (main) thread only waits: it joins the worker in short
@@ -26,9 +26,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from edge.clock import MONOTONIC, Clock
 from edge.pipeline.capture import Capture
@@ -36,16 +36,15 @@ from edge.pipeline.degrade import Degrader
 from edge.pipeline.gcslack import GcDiscipline
 from edge.pipeline.handoff import Handoff, LatestSlot, PullSlot, reads_newest_only
 from edge.pipeline.inflight import InFlight
-from edge.pipeline.output import MissTap, Output
+from edge.pipeline.output import Broadcast, Output, overrides
 from edge.pipeline.settings import DegradeConfig, PipelineConfig, budget_ns
 from edge.pipeline.summary import RunSummary
 from edge.pipeline.worker import DetectorLike, ResultCallback, Timing, Worker
 from edge.sources.base import Source
 from edge.sources.supervisor import SupervisedSource
 from edge.stats import Counters, LatencyStats
-from edge.watchdog.deadline import DeadlineWatchdog, RecordSink, Reporting, ThermalReader
+from edge.watchdog.deadline import DeadlineWatchdog, Reporting, ThermalReader
 from edge.watchdog.misslog import MissSummary
-from edge.watchdog.notify import Notifier
 from edge.watchdog.record import new_run_id
 from edge.watchdog.settings import WatchdogConfig
 
@@ -55,10 +54,6 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 1.0
 
 
-class FlushableSink(RecordSink, Protocol):
-    def flush(self, timeout_s: float = 1.0) -> bool: ...
-
-
 @dataclass(frozen=True)
 class Settings:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -66,28 +61,18 @@ class Settings:
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
 
-@dataclass(frozen=True)
-class Reporters:
-    """Where the watchdog reports: the miss log, systemd, the thermal reader that annotates
-    the records (the outputs, :meth:`Pipeline.add_output`, are another thing)."""
-
-    sink: FlushableSink
-    notifier: Notifier = field(default_factory=Notifier.null)
-    thermal: ThermalReader | None = None
-    miss_log: str | None = None  # the sink's path, for the summary
-
-
 class Pipeline:
-    """One run of the real-time pipeline. Build, :meth:`add_output` (or :meth:`subscribe` a
-    plain callback), then :meth:`run`."""
+    """One run of the real-time pipeline. Build with its outputs (the miss log, systemd),
+    :meth:`add_output` more (or :meth:`subscribe` a plain callback), then :meth:`run`."""
 
     def __init__(
         self,
         source: Source,
         detector: DetectorLike,
         settings: Settings,
-        reporters: Reporters,
+        outputs: Iterable[Output] = (),
         *,
+        thermal: ThermalReader | None = None,
         clock: Clock = MONOTONIC,
         stop: threading.Event | None = None,
         direct: bool | None = None,
@@ -95,9 +80,9 @@ class Pipeline:
     ) -> None:
         """``direct`` None picks the handoff from the source (:func:`reads_newest_only`);
         True/False force it (benchmarks compare them). ``timer_slack_ns`` None leaves the
-        threads' timer slack alone."""
+        threads' timer slack alone. ``thermal`` annotates the miss records."""
         self.source, self.detector, self.settings = source, detector, settings
-        self.reporters = reporters
+        self.thermal = thermal
         self.clock = clock
         self.stop = stop or threading.Event()
         pcfg = settings.pipeline
@@ -116,12 +101,14 @@ class Pipeline:
         self.timer_slack_ns = timer_slack_ns
         self.handoff: Handoff = PullSlot(self.capture.pull) if self.direct else self.slot
         self.worker = self._worker(timing)
-        self.outputs: list[Output] = []
-        #: misses reach the outputs on their way to the miss log
-        self.misses = MissTap(reporters.sink)
+        #: the watchdog's way to the outputs: misses, run records, ready, alive, status
+        self.broadcast = Broadcast()
+        self.outputs = self.broadcast.outputs
         self.run_id = new_run_id()
         self.watchdog = self._watchdog()
         self.signal: int | None = None
+        for o in outputs:
+            self.add_output(o)
 
     def _worker(self, timing: Timing) -> Worker:
         return Worker(
@@ -138,14 +125,12 @@ class Pipeline:
         )
 
     def _watchdog(self) -> DeadlineWatchdog:
-        out = self.reporters
         reporting = Reporting(
-            self.misses,
+            self.broadcast,
             MissSummary(self.clock),
             self.counters,
             self.stats,
-            out.notifier,
-            out.thermal,
+            self.thermal,
             self.run_id,
         )
         return DeadlineWatchdog(
@@ -162,14 +147,15 @@ class Pipeline:
         self.worker.subscribers.append(callback)
 
     def add_output(self, output: Output) -> None:
-        """Report to ``output``: its results, its misses, its figures (before :meth:`run`;
-        starting and stopping it is the caller's)."""
+        """Report to ``output``: its results, its misses and the run's lifecycle (the hooks
+        it overrides), its figures (before :meth:`run`; starting and stopping it is the
+        caller's)."""
         if any(o is output for o in self.outputs):
             raise ValueError(f"output {output.name!r} is already added to this pipeline")
         output.attach(self)
-        self.outputs.append(output)
-        self.worker.outputs.append(output.on_result)
-        self.misses.listeners.append(output.on_miss)
+        self.broadcast.add(output)
+        if overrides(output, "on_result"):  # no per-frame call for an output without results
+            self.worker.outputs.append(output.on_result)
 
     def output_stats(self) -> dict[str, Any]:
         """``{output name: its figures}`` for the outputs that have any."""
@@ -233,7 +219,7 @@ class Pipeline:
         self.stop.set()
         # a run that ends right after its first frame (a short file) still says READY first
         self.watchdog.sync(STOP_TIMEOUT_S / 4)
-        self.reporters.notifier.stopping()
+        self.broadcast.on_stopping()
         until = time.monotonic() + STOP_TIMEOUT_S  # a real-time bound on blocking, not a duration
         for t in reversed(threads):  # capture first: it closes the handoff for the worker
             if t.ident is not None:  # started
@@ -248,7 +234,7 @@ class Pipeline:
         self.watchdog.stop(max(0.1, until - time.monotonic()))
         self.gc.stop()
         self.watchdog.write_run_record("exit")
-        self.reporters.sink.flush(1.0)
+        self.broadcast.flush(1.0)
         try:
             self.source.close()
         except Exception as e:  # closing a dead camera must not hide the summary
@@ -267,8 +253,8 @@ class Pipeline:
             counters=dict(counts.values),
             missed_by_cause=dict(counts.missed_by_cause),
             stages_ms=self.stats.snapshot(),
-            miss_log=self.reporters.miss_log,
-            lost_records=self.reporters.sink.lost,
+            miss_log=self.broadcast.record_log,
+            lost_records=self.broadcast.records_lost,
             degrade_every=self.degrader.every,
             source_stats=src,
         )
@@ -318,7 +304,6 @@ def set_timer_slack_ns(ns: int) -> int | None:
 
 
 __all__ = [
-    "Reporters",
     "Pipeline",
     "Settings",
     "set_timer_slack_ns",

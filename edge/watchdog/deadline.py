@@ -22,12 +22,16 @@ polling, and acts:
   from the last capture before to the first after) and is not counted again: one outage, one
   miss. A gap finishes no frame, so it never earns a ``WATCHDOG=1``.
 
-Records go to the miss log (never blocks) and the stderr summary (at most a line a second),
-and are counted in the run's counters by cause. The watchdog also speaks for the process to
-systemd: ``READY=1`` when the first frame is done; ``WATCHDOG=1`` every half interval *only if a
-frame finished since the last ping* (a stuck worker stops the pings and systemd restarts the
-service); ``STATUS=`` with fps, p99 latency and miss rate every ``status_interval_s``; and a
-``{"type": "run"}`` counters record in the miss log every ``run_record_s``.
+Records go to the run's outputs (:class:`~edge.pipeline.output.Broadcast`: the miss log,
+which never blocks, and any other output's ``on_miss``) and the stderr summary (at most a line
+a second), and are counted in the run's counters by cause. The watchdog also tells the outputs
+how the run goes, and so speaks for the process to systemd
+(:class:`~edge.outputs.systemd.SystemdOutput`): ``on_ready`` (``READY=1``) when the first frame
+is done; ``on_alive`` (``WATCHDOG=1``) every half interval *only if a frame finished since the
+last ping* (a stuck worker stops the pings and systemd restarts the service); ``on_status``
+(``STATUS=``) with fps, p99 latency and miss rate every ``status_interval_s``; and a
+``{"type": "run"}`` counters record (``on_run_record``, to the miss log) every
+``run_record_s``.
 """
 
 from __future__ import annotations
@@ -36,14 +40,14 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from edge.clock import Clock
 from edge.frame import STAGES, Frame
 from edge.pipeline.inflight import ERROR, GAP, GAP_OUTCOMES, SKIPPED, Current, Done, InFlight
+from edge.pipeline.output import Broadcast
 from edge.stats import Counters, LatencyStats
-from edge.watchdog.misslog import JsonRecord, MissSummary
-from edge.watchdog.notify import Notifier
+from edge.watchdog.misslog import MissSummary
 from edge.watchdog.record import MissRecord, RunRecord
 from edge.watchdog.settings import WatchdogConfig
 from edge.watchdog.thermal import ThermalState
@@ -52,15 +56,6 @@ log = logging.getLogger(__name__)
 
 #: the longest the watchdog sleeps with nothing scheduled (the stderr summary's period)
 _MAX_WAIT_NS = 1_000_000_000
-
-
-class RecordSink(Protocol):
-    """Where records go: :class:`~edge.watchdog.misslog.MissLog` (never blocks, never raises)."""
-
-    def write(self, record: JsonRecord | str) -> bool: ...
-
-    @property
-    def lost(self) -> int: ...
 
 
 ThermalReader = Callable[[int], ThermalState]
@@ -95,13 +90,13 @@ def action_of(done: Done) -> str:
 
 @dataclass(frozen=True)
 class Reporting:
-    """Where the watchdog's findings go."""
+    """Where the watchdog's findings go: the outputs (miss and run records, ready, alive,
+    status), the stderr summary, the counters."""
 
-    sink: RecordSink
+    outputs: Broadcast
     summary: MissSummary
     counters: Counters
     stats: LatencyStats | None = None
-    notifier: Notifier | None = None
     thermal: ThermalReader | None = None
     run_id: str | None = None
 
@@ -137,10 +132,8 @@ class DeadlineWatchdog:
         self.gaps = 0  # source outages reported by the worker
         self._thread: threading.Thread | None = None
         self._passes = threading.Condition()
-        now = clock.now_ns()
-        interval = out.notifier.watchdog_interval_s if out.notifier else None
-        self._ping_ns = round(interval * 1e9) if interval else None
-        self._next_ping = now + (self._ping_ns or 0)
+        now = self._t0 = clock.now_ns()
+        self._arm_outputs()
         self._status_ns = round(cfg.status_interval_s * 1e9)
         self._next_status = now + self._status_ns
         self._status_mark = (now, 0)
@@ -148,7 +141,15 @@ class DeadlineWatchdog:
         self._next_run = now + self._run_ns
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def _arm_outputs(self) -> None:
+        """What the outputs want of the watchdog: pings (their shortest interval), status."""
+        interval = self.out.outputs.alive_interval_s
+        self._ping_ns = round(interval * 1e9) if interval else None
+        self._next_ping = self._t0 + (self._ping_ns or 0)
+        self._status_on = self.out.outputs.wants_status
+
     def start(self) -> None:
+        self._arm_outputs()  # outputs may have been added since __init__
         self._thread = threading.Thread(target=self._run, name="deadline-watchdog", daemon=True)
         self._thread.start()
 
@@ -206,7 +207,7 @@ class DeadlineWatchdog:
             wake = min(wake, cur.deadline_ns + self._stuck_ns + 1)
         if self._ping_ns is not None and self.ready:
             wake = min(wake, self._next_ping)
-        if self.out.notifier is not None and self.out.notifier.enabled:
+        if self._status_on:
             wake = min(wake, self._next_status)
         return max(0.0, (wake - now) / 1e9)
 
@@ -219,8 +220,7 @@ class DeadlineWatchdog:
         self._progress = True
         if not self.ready:
             self.ready = True
-            if self.out.notifier is not None:
-                self.out.notifier.ready()
+            self.out.outputs.on_ready()
         seq = d.frame.seq
         if seq == self._stuck_seq:
             self._stuck_seq = None
@@ -301,7 +301,7 @@ class DeadlineWatchdog:
             run=out.run_id,
             **extra,
         )
-        out.sink.write(rec)
+        out.outputs.on_miss(rec)
         self.records += 1
         if count:
             out.counters.miss(cause)
@@ -319,23 +319,21 @@ class DeadlineWatchdog:
     # -- systemd and the periodic records ---------------------------------------------------
     def _housekeeping(self, now: int) -> None:
         self.out.summary.tick(now)
-        notifier = self.out.notifier
-        if notifier is not None and self._ping_ns is not None and self.ready:
-            if now >= self._next_ping:
-                self._ping(notifier, now)
-        if notifier is not None and notifier.enabled and now >= self._next_status:
-            notifier.status(self.status_text(now))
+        if self._ping_ns is not None and self.ready and now >= self._next_ping:
+            self._ping(now)
+        if self._status_on and now >= self._next_status:
+            self.out.outputs.on_status(self.status_text(now))
             self._next_status = now + self._status_ns
         if now >= self._next_run:
             self.write_run_record("tick")
             self._next_run = now + self._run_ns
 
-    def _ping(self, notifier: Notifier, now: int) -> None:
+    def _ping(self, now: int) -> None:
         assert self._ping_ns is not None
         self._next_ping = now + self._ping_ns
         if self._progress:
             self._progress, self._stall_warned = False, False
-            notifier.watchdog()
+            self.out.outputs.on_alive()
             self.pings += 1
             return
         self.withheld += 1
@@ -371,6 +369,6 @@ class DeadlineWatchdog:
             event=event,
             source=self.source,
             budget_ms=self.budget_ns / 1e6,
-            lost=self.out.sink.lost,
+            lost=self.out.outputs.records_lost,
         )
-        self.out.sink.write(rec)
+        self.out.outputs.on_run_record(rec)

@@ -13,8 +13,9 @@ import pytest
 from edge.config import ModelConfig
 from edge.detector import load_detector
 from edge.frame import Detections, Frame
+from edge.outputs.records import MissLogOutput
 from edge.overlay import PALETTE
-from edge.pipeline.runner import Pipeline, Reporters, Settings
+from edge.pipeline.runner import Pipeline, Settings
 from edge.pipeline.settings import PipelineConfig
 from edge.pipeline.summary import RunSummary
 from edge.serve import ServeConfig, Server
@@ -33,7 +34,7 @@ def test_demo_person_boxes_the_pedestrians(tmp_path: Path) -> None:
     log = MissLog(tmp_path / "misses.jsonl")
     server = Server(ServeConfig(http="127.0.0.1:0"))
     settings = Settings(PipelineConfig(frames=FRAMES))
-    pipeline = Pipeline(source, detector, settings, Reporters(log))
+    pipeline = Pipeline(source, detector, settings, [MissLogOutput(log)])
     counts: list[int] = []
     boxes: list[np.ndarray] = []
 

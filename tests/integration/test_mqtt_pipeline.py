@@ -18,7 +18,8 @@ from edge.config import ModelConfig
 from edge.detector import load_detector
 from edge.frame import Detections, Frame
 from edge.outputs.mqtt import MqttConfig, MqttOutput
-from edge.pipeline.runner import Pipeline, Reporters, Settings
+from edge.outputs.records import MissLogOutput
+from edge.pipeline.runner import Pipeline, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.sources.base import SourceOptions
 from edge.sources.registry import open_source
@@ -84,7 +85,7 @@ def run_with_mqtt(clip: Path, broker: Broker, tmp_path: Path, sub: Subscriber) -
     out = MqttOutput(cfg, environ={})
     rec = Recorder()
     with MissLog(tmp_path / "misses.jsonl") as log:
-        pipe = Pipeline(source, detector, settings, Reporters(log))
+        pipe = Pipeline(source, detector, settings, [MissLogOutput(log)])
         pipe.subscribe(rec)
         pipe.add_output(out)
         out.start()

@@ -20,7 +20,8 @@ import pytest
 
 from edge.config import ModelConfig
 from edge.detector import load_detector
-from edge.pipeline.runner import Pipeline, Reporters, Settings
+from edge.outputs.records import MissLogOutput
+from edge.pipeline.runner import Pipeline, Settings
 from edge.pipeline.settings import PipelineConfig
 from edge.pipeline.summary import RunSummary
 from edge.serve import ServeConfig, Server
@@ -69,7 +70,7 @@ def run(
     result: list[RunSummary] = []
     with MissLog(tmp_path / "misses.jsonl") as log:
         pipeline = Pipeline(source, det, Settings(PipelineConfig()),
-                            Reporters(log))  # fmt: skip
+                            [MissLogOutput(log)])  # fmt: skip
         pipeline.add_output(server)
         server.start()
         runner = threading.Thread(target=lambda: result.append(pipeline.run()), daemon=True)

@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge.config import ModelConfig
 from edge.detector import load_detector
-from edge.pipeline.runner import Pipeline, Reporters, Settings
+from edge.outputs.records import MissLogOutput
+from edge.pipeline.runner import Pipeline, Settings
 from edge.pipeline.settings import PipelineConfig
 from edge.pipeline.summary import RunSummary
 from edge.serve import ServeConfig, Server
@@ -41,7 +42,7 @@ def test_a_real_run_served_end_to_end(
     server = Server(ServeConfig(http="127.0.0.1:0", misses_kept=1000))
     result: list[RunSummary] = []
     with MissLog(tmp_path / "misses.jsonl") as log:
-        pipeline = Pipeline(source, detector, settings, Reporters(log))
+        pipeline = Pipeline(source, detector, settings, [MissLogOutput(log)])
         pipeline.add_output(server)
         server.start()
         runner = threading.Thread(target=lambda: result.append(pipeline.run()), daemon=True)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
+from edge.outputs.records import MissLogOutput
+from edge.outputs.systemd import SystemdOutput
 from edge.pipeline.degrade import Degrader
 from edge.pipeline.handoff import LatestSlot
 from edge.pipeline.inflight import InFlight
+from edge.pipeline.output import Broadcast
 from edge.pipeline.settings import DegradeConfig
 from edge.pipeline.worker import Timing, Worker
 from edge.stats import Counters, LatencyStats
@@ -52,9 +55,10 @@ class Rig:
             stats=self.stats,
             degrader=self.degrader,
         )
-        out = Reporting(
-            self.sink, MissSummary(self.clock), self.counters, self.stats, notifier, run_id="r1"
-        )
+        outputs = Broadcast([MissLogOutput(self.sink)])
+        if notifier is not None:
+            outputs.add(SystemdOutput(notifier))
+        out = Reporting(outputs, MissSummary(self.clock), self.counters, self.stats, run_id="r1")
         self.watchdog = DeadlineWatchdog(
             self.inflight,
             out,

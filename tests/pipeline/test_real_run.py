@@ -16,7 +16,8 @@ from edge.detector import load_detector
 from edge.frame import Detections, Frame
 from edge.launch import run
 from edge.misses import analyse, load
-from edge.pipeline.runner import Pipeline, Reporters, Settings
+from edge.outputs.records import MissLogOutput
+from edge.pipeline.runner import Pipeline, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.testing.pipeline import FakeSource, ListSink
 from edge.watchdog.settings import WatchdogConfig
@@ -67,7 +68,7 @@ def test_corrupt_jpeg_frames_are_counted_and_skipped(samples_dir: Path) -> None:
     src.end()
     sink = ListSink()
     settings = Settings(PipelineConfig(budget_ms=60_000.0, policy="process-all", gc=False))
-    pipe = Pipeline(src, detector, settings, Reporters(sink))
+    pipe = Pipeline(src, detector, settings, [MissLogOutput(sink)])
     results: list[int] = []
     lock = threading.Lock()
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from edge.frame import Detections, Frame
-from edge.pipeline.runner import Pipeline, Reporters, Settings, stop_on_signals
+from edge.outputs.records import MissLogOutput
+from edge.outputs.systemd import SystemdOutput
+from edge.pipeline.runner import Pipeline, Settings, stop_on_signals
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.state import default_miss_log
 from edge.testing import RecordingNotifier
@@ -56,7 +58,7 @@ def build(
 ) -> tuple[Pipeline, FakeDetector, ListSink, ClosedLoop]:
     clock = TickClock()
     det, src, sink = FakeDetector(clock, FAST), FakeSource(fps=30.0), ListSink()
-    out = Reporters(sink, notifier or RecordingNotifier(), miss_log="mem")
+    out = [MissLogOutput(sink, "mem"), SystemdOutput(notifier or RecordingNotifier())]
     pipe = Pipeline(src, det, settings, out, clock=clock)
     clock.listeners.append(pipe.inflight.poke)
     loop = ClosedLoop(clock, src, n)

@@ -20,7 +20,8 @@ import numpy as np
 from edge.clock import MONOTONIC
 from edge.errors import SourceError
 from edge.frame import Detections, Frame
-from edge.pipeline.runner import Pipeline, Reporters, Settings
+from edge.outputs.records import MissLogOutput
+from edge.pipeline.runner import Pipeline, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.samples import sample_path
 from edge.sources.base import Source
@@ -58,7 +59,7 @@ class LiveRun:
         det = FakeDetector(TickClock(), {})  # no stage durations: the fake clock never moves
         sink = ListSink()
         settings = Settings(PipelineConfig(gc=False), DegradeConfig(policy="off"))
-        pipe = Pipeline(source, det, settings, Reporters(sink, miss_log="mem"), clock=MONOTONIC)
+        pipe = Pipeline(source, det, settings, [MissLogOutput(sink, "mem")], clock=MONOTONIC)
         run = cls(pipe, sink, threading.Thread(target=pipe.run, daemon=True))
         pipe.subscribe(run._on_result)
         run.thread.start()

@@ -22,7 +22,8 @@ from edge.clock import MONOTONIC
 from edge.config import ModelConfig
 from edge.detector import load_detector
 from edge.frame import Detections, Frame
-from edge.pipeline.runner import Pipeline, Reporters, Settings
+from edge.outputs.records import MissLogOutput
+from edge.pipeline.runner import Pipeline, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.testing.pipeline import FakeSource, ListSink
 
@@ -55,7 +56,8 @@ def test_wrong_sizes_channels_and_types_mid_stream(caplog: pytest.LogCaptureFixt
         PipelineConfig(budget_ms=60_000.0, policy="process-all", gc=False),
         DegradeConfig(policy="off"),
     )
-    pipe = Pipeline(src, load_detector(ModelConfig(name="face")), settings, Reporters(ListSink()))
+    det = load_detector(ModelConfig(name="face"))
+    pipe = Pipeline(src, det, settings, [MissLogOutput(ListSink())])
     found: dict[int, Detections] = {}
     lock = threading.Lock()
 

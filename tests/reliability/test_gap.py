@@ -18,10 +18,12 @@ import pytest
 
 from edge.frame import Detections, Frame
 from edge.misses import analyse, load
+from edge.outputs.records import MissLogOutput
+from edge.outputs.systemd import SystemdOutput
 from edge.pipeline.degrade import Degrader
 from edge.pipeline.handoff import LatestSlot
 from edge.pipeline.inflight import InFlight
-from edge.pipeline.runner import Pipeline, Reporters, Settings
+from edge.pipeline.runner import Pipeline, Settings
 from edge.pipeline.settings import DegradeConfig, PipelineConfig
 from edge.pipeline.worker import GAP_MIN_NS, GAP_PERIODS, Timing, Worker
 from edge.stats import Counters, LatencyStats
@@ -88,7 +90,8 @@ def live() -> Iterator[Live]:
     det, src, sink = FakeDetector(clock, FAST), FakeSource(fps=30.0), ListSink()
     notifier = RecordingNotifier(watchdog_usec=2_000_000)  # a ping due every 1 s
     settings = Settings(PipelineConfig(gc=False), DegradeConfig(policy="off"))
-    pipe = Pipeline(src, det, settings, Reporters(sink, notifier, miss_log="mem"), clock=clock)
+    outputs = [MissLogOutput(sink, "mem"), SystemdOutput(notifier)]
+    pipe = Pipeline(src, det, settings, outputs, clock=clock)
     clock.listeners.append(pipe.inflight.poke)
     probe = IdleProbe(pipe.worker)
     results: list[int] = []

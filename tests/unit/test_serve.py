@@ -4,6 +4,8 @@ the metrics' buckets, and the miss-record tee."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import pytest
@@ -11,8 +13,9 @@ import pytest
 from edge.errors import ConfigError
 from edge.frame import Detections, Frame
 from edge.metrics import BUDGET_FRACTIONS, EdgeMetrics, latency_buckets
+from edge.outputs.records import MissLogOutput
 from edge.overlay import PALETTE
-from edge.pipeline.output import MissTap
+from edge.pipeline.output import Broadcast, OutputBase
 from edge.serve import ServeConfig, parse_bind
 from edge.serve.app import float_param, int_param
 from edge.serve.http import HttpError, parse_head
@@ -238,20 +241,31 @@ class _Sink:
         return True
 
 
+class _Viewer(OutputBase):
+    def __init__(self, on_miss: Callable[[MissRecord], object]) -> None:
+        self._on_miss = on_miss
+
+    def on_miss(self, record: MissRecord) -> None:
+        self._on_miss(record)
+
+
 def test_miss_tee_copies_misses_and_survives_a_failing_viewer() -> None:
     sink, seen = _Sink(), []
-    tee = MissTap(sink, seen.append)  # type: ignore[arg-type]
+    tee = Broadcast([MissLogOutput(sink), _Viewer(seen.append)])
     rec = MissRecord.create(frame=1, source="s", budget_ms=33, latency_ms=40, stages_ns={},
                             cause="infer", action="completed-late", consecutive=1)  # fmt: skip
     run = RunRecord(run="r", event="tick", source="s", budget_ms=33)
-    assert tee.write(rec) and tee.write(run)
+    tee.on_miss(rec)
+    tee.on_run_record(run)
     assert seen == [rec] and sink.records == [rec, run]
 
     def boom(_: MissRecord) -> None:
         raise RuntimeError("viewer broke")
 
-    tee = MissTap(sink, boom)  # type: ignore[arg-type]
-    assert tee.write(rec) and sink.records[-1] is rec and tee.lost == 0 and tee.flush()
+    # the failing viewer first: the miss log after it still gets the record
+    tee = Broadcast([_Viewer(boom), MissLogOutput(sink)])
+    tee.on_miss(rec)
+    assert sink.records[-1] is rec and tee.records_lost == 0 and tee.flush() and tee.errors == 1
 
 
 def test_health_allows_the_longer_of_budget_and_frame_period() -> None:
