@@ -57,7 +57,7 @@ def first_message(sock: socket.socket, proc: subprocess.Popen[str]) -> bytes:
 def test_run_prints_a_summary_and_the_log_agrees(samples_dir: Path, tmp_path: Path) -> None:
     log = tmp_path / "misses.jsonl"
     video = str(samples_dir / "vtest.avi")
-    args = ["run", "--source", video, "--model", "person", "--frames", "12", "--no-pace"]
+    args = ["run", "--source", video, "--model", "face", "--frames", "12", "--no-pace"]
     env = dict(os.environ)
     slow_infer(env)  # each inference 5 ms slower: every inferred frame misses, on any machine
     args += ["--budget-ms", "1", "--policy", "process-all", "--miss-log", str(log)]
