@@ -16,29 +16,14 @@ import numpy as np
 
 from edge.errors import ImageError
 from edge.frame import Frame, Image
+from edge.imagefile import jpeg_header
 
 
 def jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's SOF marker without decoding; None if not found."""
-    n = len(data)
-    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        return None
-    i = 2
-    while i + 9 < n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        seg_len = (data[i + 2] << 8) | data[i + 3]
-        # SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC)
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h = (data[i + 5] << 8) | data[i + 6]
-            w = (data[i + 7] << 8) | data[i + 8]
-            return (w, h) if w and h else None
-        i += 2 + seg_len
-    return None
+    """(width, height) from a JPEG's SOF marker without decoding; None if not found (the
+    header parser the image-file limits use, :func:`edge.imagefile.jpeg_header`)."""
+    head = jpeg_header(data)
+    return (head.width, head.height) if head is not None and head.width and head.height else None
 
 
 _REDUCED = (

@@ -99,7 +99,7 @@ def image_size(data: bytes) -> ImageHeader | None:
     """Width and height from the header, without decoding; None for an unknown format or a
     header too short to say."""
     try:
-        for probe in (_png, _jpeg, _gif, _bmp, _webp, _tiff, _pnm):
+        for probe in (_png, jpeg_header, _gif, _bmp, _webp, _tiff, _pnm):
             head = probe(data)
             if head is not None:
                 return head if head.width > 0 and head.height > 0 else None
@@ -180,7 +180,8 @@ def _png(d: bytes) -> ImageHeader | None:
     return ImageHeader(w, h, "PNG")
 
 
-def _jpeg(d: bytes) -> ImageHeader | None:
+def jpeg_header(d: bytes | memoryview) -> ImageHeader | None:
+    """A JPEG's size from its SOF marker (and whether it is sequential); None if not one."""
     if d[:2] != b"\xff\xd8":
         return None
     i, n = 2, len(d)
